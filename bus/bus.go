@@ -1,0 +1,473 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Account and user names of the embedded server.
+const (
+	// AppAccount is the account kvs traffic runs in.
+	AppAccount = "KVS"
+	// SystemAccount is the NATS system account (`nats server list`).
+	SystemAccount = "SYS"
+	// AppUser is the user of the application account; its password is the
+	// cluster secret.
+	AppUser = "kvs"
+	// SystemUser is the user of the system account; its password is the
+	// cluster secret.
+	SystemUser = "sys"
+	// routeUser is the user routes authenticate as when a secret is set.
+	routeUser = "route"
+)
+
+var (
+	// ErrUnreachable is wrapped by request errors that mean the peer did
+	// not answer: no responders (no node subscribed: the peer is down or
+	// not routed to us), timeout or context deadline (it is paused, slow or
+	// partitioned), or a closed connection (this node is shutting down).
+	ErrUnreachable = errors.New("bus: unreachable")
+
+	// ErrPayloadTooLarge is wrapped when a message exceeds the max payload;
+	// nothing was sent.
+	ErrPayloadTooLarge = errors.New("bus: payload too large")
+
+	// ErrClosed is wrapped by operations on a closed Bus.
+	ErrClosed = errors.New("bus: closed")
+)
+
+// Bus is one node's embedded NATS server and its in-process connection to
+// it. All methods are safe for concurrent use.
+type Bus struct {
+	cfg      Config
+	log      *slog.Logger
+	logs     *slogAdapter
+	srv      *server.Server
+	nc       *nats.Conn
+	subjects Subjects
+	advert   string // advertised route address
+	clusterA string // actual route listen address
+	clientU  string // client URL for local external clients
+
+	handlers sync.WaitGroup // running subscription handlers
+
+	mu     sync.Mutex
+	subs   map[*nats.Subscription]struct{}
+	closed bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start validates cfg, starts the embedded server with routes to the seeds,
+// waits until it accepts connections, and connects to it in-process. It
+// does not wait for routes: see [Bus.WaitRoutes].
+func Start(cfg Config) (*Bus, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = discardLogger()
+	}
+	b := &Bus{
+		cfg:      cfg,
+		log:      log.With(slog.String("node", cfg.NodeID)),
+		subjects: Subjects{Cluster: cfg.Cluster},
+		subs:     make(map[*nats.Subscription]struct{}),
+	}
+	b.logs = newSlogAdapter(b.log)
+
+	clusterPort := cfg.ClusterPort
+	if clusterPort == -1 {
+		// The advertised address must name the port, so pick it now.
+		p, err := freePort(cfg.Host)
+		if err != nil {
+			return nil, fmt.Errorf("bus: pick cluster port: %w", err)
+		}
+		clusterPort = p
+	}
+	b.advert = cfg.Advertise
+	if b.advert == "" {
+		b.advert = net.JoinHostPort(defaultAdvertiseHost(cfg.Host), strconv.Itoa(clusterPort))
+	}
+
+	opts, err := serverOptions(cfg, clusterPort, b.advert)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("bus: new nats server: %w", err)
+	}
+	ctx := context.Background()
+	srv.SetLoggerV2(b.logs, log.Enabled(ctx, slog.LevelDebug), log.Enabled(ctx, LevelTrace), false)
+	srv.Start()
+	if !srv.ReadyForConnections(startTimeout) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		if err := b.logs.fatalErr(); err != nil {
+			return nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, err)
+		}
+		return nil, fmt.Errorf("bus: start nats server %s: not ready after %v", cfg.NodeID, startTimeout)
+	}
+	b.srv = srv
+	if a := srv.ClusterAddr(); a != nil {
+		b.clusterA = net.JoinHostPort(localHost(cfg.Host), strconv.Itoa(a.Port))
+	}
+	if a, ok := srv.Addr().(*net.TCPAddr); ok {
+		b.clientU = "nats://" + net.JoinHostPort(localHost(cfg.Host), strconv.Itoa(a.Port))
+	}
+
+	nopts := []nats.Option{
+		nats.InProcessServer(srv),
+		nats.Name(cfg.NodeID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50 * time.Millisecond),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			b.log.Warn("nats connection error", slog.String("subject", subj), slog.Any("err", err))
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				b.log.Warn("nats connection lost", slog.Any("err", err))
+			}
+		}),
+	}
+	if cfg.Secret != "" {
+		nopts = append(nopts, nats.UserInfo(AppUser, cfg.Secret))
+	}
+	nc, err := nats.Connect("", nopts...)
+	if err != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("bus: connect to embedded server: %w", err)
+	}
+	b.nc = nc
+	b.log.Info("nats started",
+		slog.String("cluster", cfg.Cluster),
+		slog.String("client_url", b.clientU),
+		slog.String("cluster_addr", b.clusterA),
+		slog.String("advertise", b.advert),
+		slog.Any("seeds", cfg.Seeds),
+		slog.Bool("auth", cfg.Secret != ""))
+	return b, nil
+}
+
+// serverOptions builds the nats-server options for cfg.
+func serverOptions(cfg Config, clusterPort int, advertise string) (*server.Options, error) {
+	app := server.NewAccount(AppAccount)
+	sys := server.NewAccount(SystemAccount)
+	opts := &server.Options{
+		ServerName: cfg.NodeID,
+		Host:       cfg.Host,
+		Port:       cfg.ClientPort,
+		NoSigs:     true,
+		NoLog:      false,
+		MaxPayload: cfg.MaxPayload,
+		Accounts:   []*server.Account{app, sys},
+		Users: []*server.User{
+			{Username: AppUser, Password: cfg.Secret, Account: app},
+			{Username: SystemUser, Password: cfg.Secret, Account: sys},
+		},
+		SystemAccount: SystemAccount,
+		// Report a failed dial to a peer that was connected once per
+		// minute at error level instead of every second (the rest go to
+		// debug); the first-connect default is once per hour.
+		ReconnectErrorReports: 60,
+		Cluster: server.ClusterOpts{
+			Name:         cfg.Cluster,
+			Host:         cfg.Host,
+			Port:         clusterPort,
+			Advertise:    advertise,
+			PingInterval: cfg.PingInterval,
+			MaxPingsOut:  routeMaxPingsOut,
+			// One pooled connection per peer carries the application
+			// account; the system account gets its own (added by the
+			// server). More pooled connections would sit idle.
+			PoolSize:    1,
+			Compression: server.CompressionOpts{Mode: server.CompressionOff},
+		},
+	}
+	if cfg.Secret == "" {
+		opts.NoAuthUser = AppUser
+	} else {
+		opts.Cluster.Username = routeUser
+		opts.Cluster.Password = cfg.Secret
+	}
+	for _, s := range cfg.Seeds {
+		u := &url.URL{Scheme: "nats-route", Host: s}
+		if cfg.Secret != "" {
+			u.User = url.UserPassword(routeUser, cfg.Secret)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return opts, nil
+}
+
+// freePort returns a TCP port that was free on host a moment ago.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Conn returns the node's in-process connection. It is shared: do not close
+// or drain it.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Server returns the embedded server, for monitoring (Varz, Routez).
+func (b *Bus) Server() *server.Server { return b.srv }
+
+// Subjects returns the subject builder of this node's cluster.
+func (b *Bus) Subjects() Subjects { return b.subjects }
+
+// NodeID returns the node ID (the NATS server name).
+func (b *Bus) NodeID() string { return b.cfg.NodeID }
+
+// ClientURL returns the URL an external client on this machine (the nats
+// CLI, tests) connects to, e.g. nats://127.0.0.1:4222. It names 127.0.0.1
+// when the server listens on all interfaces.
+func (b *Bus) ClientURL() string { return b.clientU }
+
+// ClusterAddr returns the host:port of the route listener, with the port
+// resolved when it was random. Use it as another node's seed.
+func (b *Bus) ClusterAddr() string { return b.clusterA }
+
+// AdvertiseAddr returns the route address this node advertises to peers.
+func (b *Bus) AdvertiseAddr() string { return b.advert }
+
+// Request sends data to subject and returns the reply. It waits until ctx
+// is done or, when ctx has no deadline, for the configured RequestTimeout.
+// No responders, timeout, ctx deadline and a closed connection give an
+// error wrapping [ErrUnreachable] (and the underlying error); a payload
+// over the max gives [ErrPayloadTooLarge]; a canceled ctx gives an error
+// wrapping [context.Canceled] only. The returned slice belongs to the caller.
+func (b *Bus) Request(ctx context.Context, subject string, data []byte) ([]byte, error) {
+	if int64(len(data)) > b.nc.MaxPayload() {
+		return nil, fmt.Errorf("%w: request to %s is %d bytes, max %d", ErrPayloadTooLarge, subject, len(data), b.nc.MaxPayload())
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.cfg.RequestTimeout)
+		defer cancel()
+	}
+	msg, err := b.nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return nil, requestError(subject, err)
+	}
+	return msg.Data, nil
+}
+
+// requestError classifies an error of nats RequestWithContext.
+func requestError(subject string, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("bus: request %s: %w", subject, err)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return fmt.Errorf("%w: request %s: %w", ErrPayloadTooLarge, subject, err)
+	case errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting):
+		return fmt.Errorf("%w: request %s: %w", ErrUnreachable, subject, err)
+	default:
+		return fmt.Errorf("bus: request %s: %w", subject, err)
+	}
+}
+
+// Publish sends data to subject without waiting for anyone. A payload over
+// the max gives [ErrPayloadTooLarge].
+func (b *Bus) Publish(subject string, data []byte) error {
+	if int64(len(data)) > b.nc.MaxPayload() {
+		return fmt.Errorf("%w: publish to %s is %d bytes, max %d", ErrPayloadTooLarge, subject, len(data), b.nc.MaxPayload())
+	}
+	if err := b.nc.Publish(subject, data); err != nil {
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return fmt.Errorf("%w: publish %s: %w", ErrPayloadTooLarge, subject, err)
+		}
+		return fmt.Errorf("bus: publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Subscribe calls handler for every message on subject (wildcards allowed).
+// When the message is a request, the handler's return value is sent as the
+// reply, even when it is nil or empty (an empty reply): a handler never
+// leaves a requester waiting for its timeout, unless it panics, which is
+// logged with its stack. Each message runs on its own goroutine, at most
+// Config.HandlerConcurrency at a time per subscription, so handlers must be
+// safe for concurrent use and messages may be handled out of order. data
+// belongs to the handler.
+//
+// The returned function unsubscribes; messages already being handled
+// complete. Close waits for running handlers.
+func (b *Bus) Subscribe(subject string, handler func(data []byte) []byte) (unsubscribe func() error, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, fmt.Errorf("bus: subscribe %s: %w", subject, ErrClosed)
+	}
+	sem := make(chan struct{}, b.cfg.HandlerConcurrency)
+	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) {
+		sem <- struct{}{} // blocks this subscription's delivery when saturated
+		b.handlers.Add(1)
+		go func() {
+			defer func() {
+				<-sem
+				b.handlers.Done()
+			}()
+			b.handle(m, handler)
+		}()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: subscribe %s: %w", subject, err)
+	}
+	// Deliver everything queued; the default 64k pending messages per
+	// subscription stay as the bound.
+	b.subs[sub] = struct{}{}
+	return func() error {
+		b.mu.Lock()
+		delete(b.subs, sub)
+		b.mu.Unlock()
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrBadSubscription) && !errors.Is(err, nats.ErrConnectionClosed) {
+			return fmt.Errorf("bus: unsubscribe %s: %w", subject, err)
+		}
+		return nil
+	}, nil
+}
+
+// handle runs handler on m and sends its reply.
+func (b *Bus) handle(m *nats.Msg, handler func([]byte) []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.Error("bus handler panicked",
+				slog.String("subject", m.Subject), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	reply := handler(m.Data)
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(reply); err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
+			level = slog.LevelDebug
+		}
+		b.log.Log(context.Background(), level, "bus reply failed",
+			slog.String("subject", m.Subject), slog.Int("bytes", len(reply)), slog.Any("err", err))
+	}
+}
+
+// NumRoutes returns the number of peers this server has a route to
+// (distinct servers, not connections: the server keeps several connections
+// per peer).
+func (b *Bus) NumRoutes() int { return b.srv.NumRemotes() }
+
+// RoutedPeers returns the sorted server names (node IDs) of the peers this
+// server has a route to.
+func (b *Bus) RoutedPeers() []string {
+	rz, err := b.srv.Routez(nil)
+	if err != nil || rz == nil {
+		return nil
+	}
+	var peers []string
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" {
+			peers = append(peers, r.RemoteName)
+		}
+	}
+	slices.Sort(peers)
+	return slices.Compact(peers)
+}
+
+// WaitRoutes waits until this server has routes to at least n peers, or
+// ctx is done. Readiness checks use it: the listener being open does not
+// mean routes are up.
+func (b *Bus) WaitRoutes(ctx context.Context, n int) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if b.NumRoutes() >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bus: %d of %d routes up: %w", b.NumRoutes(), n, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops accepting messages, waits (up to 5 s) for running handlers so
+// their replies go out, closes the connection and shuts the server down.
+// Peers see the routes close at once. Close is idempotent.
+func (b *Bus) Close() error {
+	b.closeOnce.Do(func() { b.closeErr = b.close() })
+	return b.closeErr
+}
+
+func (b *Bus) close() error {
+	b.mu.Lock()
+	b.closed = true
+	subs := make([]*nats.Subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.subs = nil
+	b.mu.Unlock()
+
+	var errs []error
+	deadline := time.Now().Add(closeTimeout)
+	// Drain the subscriptions: messages already delivered are handed to
+	// handlers, nothing new arrives.
+	for _, s := range subs {
+		if err := s.Drain(); err != nil && !errors.Is(err, nats.ErrBadSubscription) {
+			errs = append(errs, fmt.Errorf("drain %s: %w", s.Subject, err))
+		}
+	}
+	for _, s := range subs {
+		for s.IsValid() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	done := make(chan struct{})
+	go func() { b.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Until(deadline)):
+		b.log.Warn("bus close: handlers still running", slog.Duration("waited", closeTimeout))
+	}
+	if err := b.nc.FlushTimeout(time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		b.log.Debug("bus close: flush", slog.Any("err", err))
+	}
+	b.nc.Close()
+	b.srv.Shutdown()
+	b.srv.WaitForShutdown()
+	b.log.Info("nats stopped")
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bus: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// LevelTrace is the slog level nats-server protocol traces are logged at.
+// Tracing is switched on in the server only when the logger is enabled at
+// this level; it logs every message and costs a lot.
+const LevelTrace = slog.LevelDebug - 4
+
+// repeatWindow is how long a repeated warning or error is logged only once
+// at its own level; repeats within the window go to debug.
+const repeatWindow = 30 * time.Second
+
+// churnMarkers are substrings of nats-server warnings and errors that are
+// about connections coming and going: expected whenever a peer restarts,
+// pauses or is unreachable, so they are logged at debug (closures) or warn
+// (failed dials and I/O errors), never at error.
+var churnMarkers = []string{
+	"connection closed",
+	"Error trying to connect to route",
+	"Error reading from",
+	"Error flushing",
+	"Readloop processing time",
+	"Stale Client Connection",
+	"connection reset by peer",
+	"broken pipe",
+	"i/o timeout",
+	"use of closed network connection",
+	"Detected route to self",
+	"duplicate route",
+}
+
+// warnNotices are substrings of nats-server notices that are worth a
+// warning: the server logs them as notices, but they mean lost messages or
+// a peer that cannot keep up.
+var warnNotices = []string{
+	"Slow Consumer",
+}
+
+// slogAdapter implements server.Logger on top of slog. Notices (startup
+// banner, routes forming, connections closing) go to debug; connection
+// churn never reaches error; a warning or error that repeats is logged at
+// its level once per repeatWindow and at debug otherwise.
+type slogAdapter struct {
+	log *slog.Logger
+	now func() time.Time // clock, for tests
+
+	mu    sync.Mutex
+	last  map[string]time.Time // repeat key -> last time logged at its level
+	fatal error                // first Fatalf, reported by Start
+}
+
+var _ server.Logger = (*slogAdapter)(nil)
+
+func newSlogAdapter(l *slog.Logger) *slogAdapter {
+	return &slogAdapter{log: l, now: time.Now, last: make(map[string]time.Time)}
+}
+
+// Noticef logs server notices at debug, except the few that mean trouble.
+func (a *slogAdapter) Noticef(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if containsAny(msg, warnNotices) {
+		a.logRepeated(slog.LevelWarn, msg)
+		return
+	}
+	a.emit(slog.LevelDebug, msg)
+}
+
+// Warnf logs server warnings at warn, connection churn at debug.
+func (a *slogAdapter) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if containsAny(msg, churnMarkers) {
+		a.emit(slog.LevelDebug, msg)
+		return
+	}
+	a.logRepeated(slog.LevelWarn, msg)
+}
+
+// Errorf logs server errors at error, connection churn at warn (closures at
+// debug); repeats are rate limited.
+func (a *slogAdapter) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if containsAny(msg, churnMarkers) {
+		if strings.Contains(msg, "connection closed") {
+			a.emit(slog.LevelDebug, msg)
+			return
+		}
+		a.logRepeated(slog.LevelWarn, msg)
+		return
+	}
+	a.logRepeated(slog.LevelError, msg)
+}
+
+// Fatalf logs at error and records the error so that Start can report it.
+// Unlike nats-server's own loggers it does not exit the process: the server
+// calls Fatalf when it cannot listen and then stops, and Start fails.
+func (a *slogAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	a.mu.Lock()
+	if a.fatal == nil {
+		a.fatal = fmt.Errorf("nats-server: %s", msg)
+	}
+	a.mu.Unlock()
+	a.emit(slog.LevelError, msg, slog.Bool("fatal", true))
+}
+
+// Debugf logs at debug.
+func (a *slogAdapter) Debugf(format string, v ...any) {
+	a.emit(slog.LevelDebug, fmt.Sprintf(format, v...))
+}
+
+// Tracef logs at LevelTrace.
+func (a *slogAdapter) Tracef(format string, v ...any) {
+	a.emit(LevelTrace, fmt.Sprintf(format, v...))
+}
+
+// fatalErr returns the first error passed to Fatalf, if any.
+func (a *slogAdapter) fatalErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fatal
+}
+
+// logRepeated logs msg at level unless a message of the same shape was
+// logged at level within repeatWindow, in which case it goes to debug.
+func (a *slogAdapter) logRepeated(level slog.Level, msg string) {
+	if !a.log.Enabled(context.Background(), level) {
+		return
+	}
+	key := level.String() + " " + repeatKey(msg)
+	now := a.now()
+	a.mu.Lock()
+	last, seen := a.last[key]
+	if !seen || now.Sub(last) >= repeatWindow {
+		if len(a.last) >= 1024 { // bound memory: forget everything
+			clear(a.last)
+		}
+		a.last[key] = now
+	} else {
+		level = slog.LevelDebug
+	}
+	a.mu.Unlock()
+	a.emit(level, msg)
+}
+
+func (a *slogAdapter) emit(level slog.Level, msg string, attrs ...slog.Attr) {
+	a.log.LogAttrs(context.Background(), level, msg, append(attrs, slog.String("component", "nats"))...)
+}
+
+// repeatKey is msg with every run of digits replaced by '#', so that the
+// same complaint about another connection id, attempt number or port is
+// recognised as a repeat.
+func repeatKey(msg string) string {
+	var b strings.Builder
+	b.Grow(len(msg))
+	inDigits := false
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c >= '0' && c <= '9' {
+			if !inDigits {
+				b.WriteByte('#')
+			}
+			inDigits = true
+			continue
+		}
+		inDigits = false
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// discardLogger returns a logger that drops everything.
+func discardLogger() *slog.Logger {
+	return slog.New(slog.DiscardHandler)
+}

@@ -1,0 +1,111 @@
+package bus
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a slog.Handler that keeps every record.
+type recorder struct {
+	mu      sync.Mutex
+	level   slog.Level
+	records []slog.Record
+}
+
+func (r *recorder) Enabled(_ context.Context, l slog.Level) bool { return l >= r.level }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	r.records = append(r.records, rec.Clone())
+	r.mu.Unlock()
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+// take returns and forgets the records so far.
+func (r *recorder) take() []slog.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.records
+	r.records = nil
+	return out
+}
+
+// has reports whether a record at level or above contains substr.
+func (r *recorder) has(level slog.Level, substr string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.records {
+		if rec.Level >= level && strings.Contains(rec.Message, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSlogAdapterLevels(t *testing.T) {
+	rec := &recorder{level: LevelTrace}
+	a := newSlogAdapter(slog.New(rec))
+	now := time.Unix(1000, 0)
+	a.now = func() time.Time { return now }
+
+	one := func(name string, log func(), wantLevel slog.Level) {
+		t.Helper()
+		log()
+		got := rec.take()
+		if len(got) != 1 {
+			t.Fatalf("%s: %d records, want 1", name, len(got))
+		}
+		if got[0].Level != wantLevel {
+			t.Errorf("%s: level %v, want %v (%q)", name, got[0].Level, wantLevel, got[0].Message)
+		}
+	}
+	one("notice", func() { a.Noticef("Listening for route connections on %s", "0.0.0.0:6222") }, slog.LevelDebug)
+	one("route closed notice", func() { a.Noticef("%s - rid:%d - Router connection closed: %s", "127.0.0.1:1", 5, "Client Closed") }, slog.LevelDebug)
+	one("slow consumer notice", func() { a.Noticef("Slow Consumer Detected: MaxPending of %d Exceeded", 100) }, slog.LevelWarn)
+	one("warning", func() { a.Warnf("Cluster name was dynamically generated") }, slog.LevelWarn)
+	one("churn warning", func() { a.Warnf("Error reading from client: %s", "EOF") }, slog.LevelDebug)
+	one("route dial error", func() {
+		a.Errorf("Error trying to connect to route (attempt %v): %v", 1, "dial tcp 10.0.0.2:6222: connect: connection refused")
+	}, slog.LevelWarn)
+	one("debug", func() { a.Debugf("x %d", 1) }, slog.LevelDebug)
+	one("trace", func() { a.Tracef("<<- [PING]") }, LevelTrace)
+	one("error", func() { a.Errorf("%s - rid:%d - authentication error", "127.0.0.1:5000", 7) }, slog.LevelError)
+
+	// The same error about another connection within the window: debug.
+	one("repeat", func() { a.Errorf("%s - rid:%d - authentication error", "127.0.0.1:5002", 8) }, slog.LevelDebug)
+	// A different error is not a repeat.
+	one("other error", func() { a.Errorf("Unknown account %q", "X") }, slog.LevelError)
+	now = now.Add(repeatWindow)
+	one("after window", func() { a.Errorf("%s - rid:%d - authentication error", "127.0.0.1:5000", 9) }, slog.LevelError)
+
+	if a.fatalErr() != nil {
+		t.Fatal("fatal error before Fatalf")
+	}
+	one("fatal", func() { a.Fatalf("Error listening on port: %s, %q", "0.0.0.0:1", "in use") }, slog.LevelError)
+	if err := a.fatalErr(); err == nil || !strings.Contains(err.Error(), "Error listening on port") {
+		t.Errorf("fatalErr() = %v", err)
+	}
+}
+
+func TestSlogAdapterDisabledLevels(t *testing.T) {
+	rec := &recorder{level: slog.LevelInfo}
+	a := newSlogAdapter(slog.New(rec))
+	a.Noticef("hello")
+	a.Debugf("hello")
+	a.Errorf("Error trying to connect to route (attempt %v): %v", 3, "refused")
+	got := rec.take()
+	if len(got) != 1 || got[0].Level != slog.LevelWarn {
+		t.Fatalf("got %d records (%v), want the warning only", len(got), got)
+	}
+}
+
+func TestRepeatKey(t *testing.T) {
+	if got, want := repeatKey("a 12 b3 - rid:45"), "a # b# - rid:#"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
