@@ -39,6 +39,19 @@ var churnMarkers = []string{
 	"duplicate route",
 }
 
+// clientFaults are nats-server errors caused by the other side (a client
+// or a peer with a wrong or missing secret), logged at warn.
+var clientFaults = []string{
+	"authentication error",
+}
+
+// quietWarnings are nats-server warnings that our own configuration causes
+// on purpose and that would otherwise be printed on every start.
+var quietWarnings = []string{
+	// The cluster secret is a shared password by design.
+	"Plaintext passwords detected",
+}
+
 // warnNotices are substrings of nats-server notices that are worth a
 // warning: the server logs them as notices, but they mean lost messages or
 // a peer that cannot keep up.
@@ -78,15 +91,15 @@ func (a *slogAdapter) Noticef(format string, v ...any) {
 // Warnf logs server warnings at warn, connection churn at debug.
 func (a *slogAdapter) Warnf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	if containsAny(msg, churnMarkers) {
+	if containsAny(msg, churnMarkers) || containsAny(msg, quietWarnings) {
 		a.emit(slog.LevelDebug, msg)
 		return
 	}
 	a.logRepeated(slog.LevelWarn, msg)
 }
 
-// Errorf logs server errors at error, connection churn at warn (closures at
-// debug); repeats are rate limited.
+// Errorf logs server errors at error; connection churn and authentication
+// failures of others at warn (closures at debug); repeats are rate limited.
 func (a *slogAdapter) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	if containsAny(msg, churnMarkers) {
@@ -94,6 +107,10 @@ func (a *slogAdapter) Errorf(format string, v ...any) {
 			a.emit(slog.LevelDebug, msg)
 			return
 		}
+		a.logRepeated(slog.LevelWarn, msg)
+		return
+	}
+	if containsAny(msg, clientFaults) {
 		a.logRepeated(slog.LevelWarn, msg)
 		return
 	}

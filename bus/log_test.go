@@ -74,14 +74,16 @@ func TestSlogAdapterLevels(t *testing.T) {
 	}, slog.LevelWarn)
 	one("debug", func() { a.Debugf("x %d", 1) }, slog.LevelDebug)
 	one("trace", func() { a.Tracef("<<- [PING]") }, LevelTrace)
-	one("error", func() { a.Errorf("%s - rid:%d - authentication error", "127.0.0.1:5000", 7) }, slog.LevelError)
+	one("plaintext passwords", func() { a.Warnf("Plaintext passwords detected, use nkeys or bcrypt") }, slog.LevelDebug)
+	one("client auth", func() { a.Errorf("%s - cid:%d - authentication error", "127.0.0.1:5000", 7) }, slog.LevelWarn)
+	one("route refused", func() { a.Errorf("%s - rid:%d - Route Error 'Authorization Violation'", "127.0.0.1:5000", 7) }, slog.LevelError)
 
 	// The same error about another connection within the window: debug.
-	one("repeat", func() { a.Errorf("%s - rid:%d - authentication error", "127.0.0.1:5002", 8) }, slog.LevelDebug)
+	one("repeat", func() { a.Errorf("%s - rid:%d - Route Error 'Authorization Violation'", "127.0.0.1:5002", 8) }, slog.LevelDebug)
 	// A different error is not a repeat.
 	one("other error", func() { a.Errorf("Unknown account %q", "X") }, slog.LevelError)
 	now = now.Add(repeatWindow)
-	one("after window", func() { a.Errorf("%s - rid:%d - authentication error", "127.0.0.1:5000", 9) }, slog.LevelError)
+	one("after window", func() { a.Errorf("%s - rid:%d - Route Error 'Authorization Violation'", "127.0.0.1:5000", 9) }, slog.LevelError)
 
 	if a.fatalErr() != nil {
 		t.Fatal("fatal error before Fatalf")
