@@ -70,3 +70,30 @@ var (
 	// refusing writes; it must be reopened.
 	ErrReadOnly = errors.New("lsm: read-only after write error")
 )
+
+// ErrUnsupported means a file carries a format version this code does not
+// know; it is refused rather than guessed at.
+var ErrUnsupported = errors.New("lsm: unsupported format version")
+
+// CorruptionError reports data that failed a checksum or a structural check.
+// It unwraps to ErrCorrupt.
+type CorruptionError struct {
+	// File is the base name of the damaged file.
+	File string
+	// Offset is the byte offset of the damaged record or block.
+	Offset int64
+	// Reason says which check failed.
+	Reason string
+}
+
+// Error implements error.
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("lsm: corrupt data: file %s offset %d: %s", e.File, e.Offset, e.Reason)
+}
+
+// Unwrap returns ErrCorrupt so that errors.Is(err, ErrCorrupt) holds.
+func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
+
+func corruptf(file string, off int64, format string, args ...any) error {
+	return &CorruptionError{File: file, Offset: off, Reason: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,137 @@
+package lsm
+
+import (
+	"fmt"
+	"time"
+)
+
+// Compaction is size-tiered: tables are kept in age order, newest first, and
+// a run of at least compactionMinRun adjacent tables of similar size (within
+// a factor of tierRatio, or all under smallTableBytes) is merged into one
+// table that takes the run's place. Each byte is rewritten about once per
+// tier, so write amplification grows with log(data/memtable) and stays low;
+// the price is space amplification (up to one tier's worth of stale
+// versions) and several tables per point read, which the bloom filters
+// answer without touching data blocks. If more than maxTables tables build
+// up anyway, the newest ones are merged regardless of size.
+const (
+	compactionMinRun = 4
+	compactionMaxRun = 16
+	tierRatio        = 4
+	smallTableBytes  = 1 << 20
+	maxTables        = 12
+)
+
+// pickCompaction chooses the run [i, j) of tables (newest first, sizes
+// given) to merge, or ok=false.
+func pickCompaction(sizes []int64) (i, j int, ok bool) {
+	n := len(sizes)
+	bestI, bestJ := 0, 0
+	for s := 0; s < n; s++ {
+		lo, hi := sizes[s], sizes[s]
+		e := s + 1
+		for e < n && e-s < compactionMaxRun {
+			nlo, nhi := min(lo, sizes[e]), max(hi, sizes[e])
+			if nhi > smallTableBytes && nhi > tierRatio*nlo {
+				break
+			}
+			lo, hi = nlo, nhi
+			e++
+		}
+		if e-s >= compactionMinRun && e-s > bestJ-bestI {
+			bestI, bestJ = s, e
+		}
+	}
+	if bestJ-bestI >= compactionMinRun {
+		return bestI, bestJ, true
+	}
+	if n > maxTables {
+		return 0, min(n-maxTables+compactionMinRun, compactionMaxRun), true
+	}
+	return 0, 0, false
+}
+
+// compactOnce runs one compaction if one is due.
+func (db *DB) compactOnce() (bool, error) {
+	db.mu.RLock()
+	v := db.cur
+	v.ref()
+	db.mu.RUnlock()
+	defer v.unref()
+	sizes := make([]int64, len(v.tables))
+	for k, t := range v.tables {
+		sizes[k] = t.size
+	}
+	i, j, ok := pickCompaction(sizes)
+	if !ok {
+		return false, nil
+	}
+	inputs := v.tables[i:j]
+	// Tombstones may go only when the run reaches the oldest table: no
+	// older table can then hold a version the tombstone shadows.
+	dropTombstones := j == len(v.tables)
+	graceMs := db.opts.TombstoneGrace.Milliseconds()
+	nowMs := db.opts.Now().UnixMilli()
+	start := time.Now()
+	var read int64
+	for _, t := range inputs {
+		read += t.size
+	}
+	out, err := db.writeTable(db.newFileNum(), func(w *tableWriter) error {
+		srcs := make([]iterator, len(inputs))
+		for k, t := range inputs {
+			srcs[k] = t.iter(nil, nil)
+		}
+		return mergeIter(srcs, func(r Record) bool {
+			if dropTombstones && r.Tombstone && nowMs-int64(r.Version.Counter>>16) > graceMs {
+				return true
+			}
+			w.add(&r)
+			return true
+		})
+	})
+	if err != nil {
+		return false, fmt.Errorf("lsm: compaction: %w", err)
+	}
+	// Only this goroutine changes the table list, so v is still current in
+	// its tables; the memtables may have moved on.
+	newTables := append([]*table(nil), v.tables[:i]...)
+	if out != nil {
+		newTables = append(newTables, out)
+	}
+	newTables = append(newTables, v.tables[j:]...)
+	db.mu.RLock()
+	logNum := db.mem.walNum
+	if len(db.imms) > 0 {
+		logNum = db.imms[0].walNum
+	}
+	db.mu.RUnlock()
+	if err := db.writeManifest(logNum, newTables); err != nil {
+		if out != nil {
+			out.obsolete.Store(true)
+			out.unref()
+		}
+		return false, err
+	}
+	nv := newVersion(newTables)
+	if out != nil {
+		out.refs.Add(-1)
+	}
+	for _, t := range inputs {
+		t.obsolete.Store(true)
+	}
+	db.mu.Lock()
+	old := db.cur
+	db.cur = nv
+	db.mu.Unlock()
+	old.unref()
+	db.stats.compactions.Add(1)
+	db.stats.compRead.Add(uint64(read))
+	var written int64
+	if out != nil {
+		written = out.size
+	}
+	db.stats.compWritten.Add(uint64(written))
+	db.opts.Logger.Debug("lsm: compacted", "tables", j-i, "read", read, "written", written, "took", time.Since(start))
+	return true, nil
+}

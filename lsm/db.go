@@ -1,0 +1,840 @@
+package lsm
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxImmutable is how many frozen memtables may wait for their flush before
+// writes stall.
+const maxImmutable = 2
+
+// maxCommitBatch bounds how many Apply calls share one WAL write.
+const maxCommitBatch = 1024
+
+// stripes serialise the read-check-write of Apply per key.
+const stripes = 256
+
+// DB is an LSM-tree store of versioned records. It is safe for concurrent
+// use.
+type DB struct {
+	opts  Options
+	fs    FS
+	dir   string
+	stats dbStats
+
+	// closeMu is held shared by every public call and exclusively by Close.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// mu guards mem, imms and cur. immCond (on mu's write lock) signals
+	// that an immutable memtable was flushed or that the DB failed.
+	mu      sync.RWMutex
+	immCond *sync.Cond
+	mem     *memtable
+	imms    []*memtable // oldest first
+	cur     *version
+
+	keyLocks [stripes]sync.Mutex
+
+	nextFileNum atomic.Uint64
+	roErr       atomic.Pointer[error]
+
+	commitCh chan *commitReq
+	wal      *walWriter // owned by the committer goroutine
+	walBuf   []byte
+	commitWG sync.WaitGroup
+	closeErr error // the committer's final WAL sync/close error
+
+	bgCh chan struct{}
+	quit chan struct{}
+	bgWG sync.WaitGroup
+}
+
+// version is an immutable list of live tables, newest first, shared by
+// readers through a reference count.
+type version struct {
+	tables []*table
+	refs   atomic.Int32
+}
+
+func newVersion(tables []*table) *version {
+	v := &version{tables: tables}
+	for _, t := range tables {
+		t.ref()
+	}
+	v.refs.Store(1)
+	return v
+}
+
+func (v *version) ref() { v.refs.Add(1) }
+
+func (v *version) unref() {
+	if v.refs.Add(-1) == 0 {
+		for _, t := range v.tables {
+			t.unref()
+		}
+	}
+}
+
+type reqKind int
+
+const (
+	reqApply reqKind = iota
+	reqRotate
+)
+
+type commitReq struct {
+	kind  reqKind
+	rec   Record
+	frame []byte
+	done  chan error
+	imm   *memtable // reqRotate: the memtable Flush waits for
+}
+
+// Open opens or creates the store in opts.Dir, replaying the WAL.
+func Open(opts Options) (*DB, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	db := &DB{
+		opts:     opts,
+		fs:       opts.FS,
+		dir:      opts.Dir,
+		commitCh: make(chan *commitReq, maxCommitBatch),
+		bgCh:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+	}
+	db.immCond = sync.NewCond(&db.mu)
+	if err := db.recover(); err != nil {
+		return nil, err
+	}
+	db.commitWG.Add(1)
+	go db.commitLoop()
+	db.bgWG.Add(1)
+	go db.bgLoop()
+	db.kickBackground()
+	return db, nil
+}
+
+func (db *DB) newFileNum() uint64 { return db.nextFileNum.Add(1) - 1 }
+
+// recover loads the manifest and tables, replays the WAL into a table and
+// starts a fresh WAL.
+func (db *DB) recover() (err error) {
+	fsys, dir := db.fs, db.dir
+	if err := fsys.MkdirAll(dir); err != nil {
+		return fmt.Errorf("lsm: create %s: %w", dir, err)
+	}
+	names, err := fsys.List(dir)
+	if err != nil {
+		return fmt.Errorf("lsm: list %s: %w", dir, err)
+	}
+	m, exists, err := readManifest(fsys, dir)
+	if err != nil {
+		return err
+	}
+	var maxNum uint64
+	var logs []uint64
+	for _, n := range names {
+		num, kind, ok := parseName(n)
+		if !ok {
+			continue
+		}
+		maxNum = max(maxNum, num)
+		if !exists {
+			return corruptf(manifestName, 0, "manifest missing but %s exists", n)
+		}
+		if kind == "log" && num >= m.logNum {
+			logs = append(logs, num)
+		}
+	}
+	if !exists {
+		m = manifest{nextFileNum: 1}
+	}
+	db.nextFileNum.Store(max(m.nextFileNum, maxNum+1, 1))
+
+	var tables []*table
+	defer func() {
+		if err != nil {
+			for _, t := range tables {
+				t.f.Close()
+			}
+		}
+	}()
+	live := map[string]bool{}
+	for _, mt := range m.tables {
+		name := tableName(mt.num)
+		t, err := openTable(fsys, join(dir, name), name, mt.num, &db.stats)
+		if err != nil {
+			return err
+		}
+		tables = append(tables, t)
+		if uint64(t.size) != mt.size {
+			return corruptf(name, t.size, "table is %d bytes, the manifest says %d", t.size, mt.size)
+		}
+		live[name] = true
+	}
+
+	// Replay the WAL files the manifest still needs, oldest first.
+	sort.Slice(logs, func(i, j int) bool { return logs[i] < logs[j] })
+	mem := newMemtable(0)
+	for i, num := range logs {
+		name := logName(num)
+		f, err := fsys.Open(join(dir, name))
+		if err != nil {
+			return fmt.Errorf("lsm: open WAL %s: %w", name, err)
+		}
+		data, err := readAll(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("lsm: read WAL %s: %w", name, err)
+		}
+		end, tail, err := decodeWAL(name, data, func(_ int64, rec Record) error {
+			if old, ok := mem.get(rec.Key); !ok || old.Version.Less(rec.Version) {
+				mem.put(cloneRecord(rec))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if tail == walTorn {
+			if i != len(logs)-1 {
+				return corruptf(name, end, "WAL ends in an incomplete record but is not the newest WAL")
+			}
+			db.opts.Logger.Warn("lsm: cut torn WAL tail", "file", name, "offset", end, "dropped_bytes", int64(len(data))-end)
+		}
+	}
+	if mem.count > 0 {
+		num := db.newFileNum()
+		t, err := db.writeTable(num, func(w *tableWriter) error {
+			for it := mem.iter(nil, nil); it.valid(); it.next() {
+				r := it.rec()
+				w.add(&r)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		tables = append([]*table{t}, tables...)
+		live[t.name] = true
+		db.stats.flushes.Add(1)
+	}
+
+	walNum := db.newFileNum()
+	if err := db.openWAL(walNum); err != nil {
+		return err
+	}
+	if err := db.writeManifest(walNum, tables); err != nil {
+		db.wal.f.Close()
+		return err
+	}
+	// Remove what the manifest no longer references: replayed logs, orphan
+	// tables of an interrupted flush or compaction, temporary files.
+	for _, n := range names {
+		num, kind, ok := parseName(n)
+		switch {
+		case ok && kind == "log" && num < walNum,
+			ok && kind == "sst" && !live[n],
+			!ok && hasTmpSuffix(n):
+			fsys.Remove(join(dir, n))
+		}
+	}
+	db.mem = newMemtable(walNum)
+	db.cur = newVersion(tables)
+	for _, t := range tables {
+		t.refs.Add(-1) // the version now holds the only reference
+	}
+	return nil
+}
+
+func hasTmpSuffix(n string) bool { return len(n) > 4 && n[len(n)-4:] == ".tmp" }
+
+// openWAL creates WAL file num, makes its directory entry durable and makes
+// it the current WAL.
+func (db *DB) openWAL(num uint64) error {
+	name := logName(num)
+	f, err := db.fs.Create(join(db.dir, name))
+	if err != nil {
+		return fmt.Errorf("lsm: create WAL %s: %w", name, err)
+	}
+	if err := db.fs.SyncDir(db.dir); err != nil {
+		f.Close()
+		return fmt.Errorf("lsm: sync dir for WAL %s: %w", name, err)
+	}
+	db.wal = &walWriter{f: f, num: num, name: name}
+	return nil
+}
+
+// writeManifest records tables (newest first) and the oldest needed WAL.
+func (db *DB) writeManifest(logNum uint64, tables []*table) error {
+	m := manifest{nextFileNum: db.nextFileNum.Load(), logNum: logNum}
+	for _, t := range tables {
+		m.tables = append(m.tables, manifestTable{t.num, uint64(t.size)})
+	}
+	if err := writeFileAtomic(db.fs, db.dir, manifestName, m.encode()); err != nil {
+		return err
+	}
+	db.stats.manifestWrites.Add(1)
+	return nil
+}
+
+// writeTable writes a table through a synced temporary file, renames it
+// into place, syncs the directory and opens it. It returns a nil table if
+// fill added nothing.
+func (db *DB) writeTable(num uint64, fill func(w *tableWriter) error) (*table, error) {
+	name := tableName(num)
+	path := join(db.dir, name)
+	tmp := path + ".tmp"
+	f, err := db.fs.Create(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("lsm: create table %s: %w", name, err)
+	}
+	fail := func(err error) (*table, error) {
+		f.Close()
+		db.fs.Remove(tmp)
+		return nil, err
+	}
+	w := newTableWriter(f)
+	if err := fill(w); err != nil {
+		return fail(err)
+	}
+	if w.count == 0 {
+		return fail(nil)
+	}
+	size, err := w.finish()
+	if err != nil {
+		return fail(fmt.Errorf("lsm: write table %s: %w", name, err))
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("lsm: sync table %s: %w", name, err))
+	}
+	if err := f.Close(); err != nil {
+		db.fs.Remove(tmp)
+		return nil, fmt.Errorf("lsm: close table %s: %w", name, err)
+	}
+	if err := db.fs.Rename(tmp, path); err != nil {
+		db.fs.Remove(tmp)
+		return nil, fmt.Errorf("lsm: rename table %s: %w", name, err)
+	}
+	if err := db.fs.SyncDir(db.dir); err != nil {
+		return nil, fmt.Errorf("lsm: sync dir for table %s: %w", name, err)
+	}
+	db.stats.tableBytesWritten.Add(size)
+	return openTable(db.fs, path, name, num, &db.stats)
+}
+
+// readOnlyErr returns the error that made the DB read-only, or nil.
+func (db *DB) readOnlyErr() error {
+	if p := db.roErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// setReadOnly records the first write-path error; later writes are refused.
+// It must not be called with db.mu held.
+func (db *DB) setReadOnly(err error) {
+	if db.roErr.CompareAndSwap(nil, &err) {
+		db.opts.Logger.Error("lsm: write path failed, refusing further writes", "err", err)
+	}
+	db.mu.Lock()
+	db.immCond.Broadcast()
+	db.mu.Unlock()
+}
+
+func (db *DB) errReadOnly() error {
+	return fmt.Errorf("%w: %w", ErrReadOnly, db.readOnlyErr())
+}
+
+// Apply stores rec only if rec.Version is newer than the version held for
+// rec.Key; the check and the write are atomic per key. It returns the
+// version held after the call and whether rec was applied. Under SyncAlways
+// the record is durable before Apply returns; concurrent calls share one WAL
+// write and one fsync (group commit). The DB copies rec's slices.
+//
+// An I/O error on the write path fails the Apply that met it (the record
+// may or may not survive a restart) and makes every later Apply fail with
+// ErrReadOnly.
+func (db *DB) Apply(rec Record) (held Version, applied bool, err error) {
+	if len(rec.Key) == 0 {
+		return Version{}, false, errors.New("lsm: empty key")
+	}
+	if rec.Tombstone && len(rec.Value) > 0 {
+		return Version{}, false, errors.New("lsm: tombstone with a value")
+	}
+	if len(rec.Key)+len(rec.Value) > maxWALRecord/2 {
+		return Version{}, false, fmt.Errorf("lsm: record of %d bytes is too large", len(rec.Key)+len(rec.Value))
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return Version{}, false, ErrClosed
+	}
+	if db.readOnlyErr() != nil {
+		return Version{}, false, db.errReadOnly()
+	}
+	kl := &db.keyLocks[bloomHash(rec.Key)%stripes]
+	kl.Lock()
+	defer kl.Unlock()
+	cur, found, err := db.get(rec.Key, false)
+	if err != nil {
+		return Version{}, false, err
+	}
+	if found && !cur.Version.Less(rec.Version) {
+		db.stats.rejected.Add(1)
+		return cur.Version, false, nil
+	}
+	if !found && rec.Version.IsZero() {
+		db.stats.rejected.Add(1)
+		return Version{}, false, nil
+	}
+	c := cloneRecord(rec)
+	req := &commitReq{kind: reqApply, rec: c, done: make(chan error, 1)}
+	req.frame = appendFrame(nil, appendRecord(nil, &c))
+	db.commitCh <- req
+	if err := <-req.done; err != nil {
+		return cur.Version, false, err
+	}
+	db.stats.applies.Add(1)
+	return rec.Version, true, nil
+}
+
+// Get returns the newest record for key, tombstones included (Tombstone is
+// then true), or an error wrapping ErrNotFound. The returned slices belong
+// to the caller.
+func (db *DB) Get(key []byte) (Record, error) {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return Record{}, ErrClosed
+	}
+	rec, found, err := db.get(key, true)
+	if err != nil {
+		return Record{}, err
+	}
+	if !found {
+		return Record{}, ErrNotFound
+	}
+	return rec, nil
+}
+
+// get looks key up in the memtable, the immutable memtables (newest first)
+// and the tables (newest first). With clone, the record is a private copy.
+func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
+	db.stats.gets.Add(1)
+	db.mu.RLock()
+	if r, ok := db.mem.get(key); ok {
+		db.mu.RUnlock()
+		if clone {
+			r = cloneRecord(r)
+		}
+		return r, true, nil
+	}
+	for i := len(db.imms) - 1; i >= 0; i-- {
+		if r, ok := db.imms[i].get(key); ok {
+			db.mu.RUnlock()
+			if clone {
+				r = cloneRecord(r)
+			}
+			return r, true, nil
+		}
+	}
+	v := db.cur
+	v.ref()
+	db.mu.RUnlock()
+	defer v.unref()
+	h := bloomHash(key)
+	for _, t := range v.tables {
+		r, ok, err := t.get(key, h)
+		if err != nil {
+			return Record{}, false, err
+		}
+		if ok {
+			return r, true, nil
+		}
+	}
+	return Record{}, false, nil
+}
+
+// Scan calls fn for every record with start <= key < end (end nil means no
+// upper bound) in ascending key order, newest version only, tombstones
+// included, over a consistent snapshot taken when Scan is called; writes,
+// flushes and compactions that run meanwhile are not seen. It stops when fn
+// returns false. The records passed to fn belong to fn.
+func (db *DB) Scan(start, end []byte, fn func(Record) bool) error {
+	db.closeMu.RLock()
+	if db.closed {
+		db.closeMu.RUnlock()
+		return ErrClosed
+	}
+	db.mu.RLock()
+	srcs := []iterator{sliceIter(db.mem.snapshot(start, end))}
+	for i := len(db.imms) - 1; i >= 0; i-- {
+		srcs = append(srcs, db.imms[i].iter(start, end))
+	}
+	v := db.cur
+	v.ref()
+	db.mu.RUnlock()
+	db.closeMu.RUnlock()
+	defer v.unref()
+	for _, t := range v.tables {
+		srcs = append(srcs, t.iter(start, end))
+	}
+	return mergeIter(srcs, func(r Record) bool { return fn(cloneRecord(r)) })
+}
+
+// Flush writes the memtable to a table now and returns once every record
+// applied before the call is in a table.
+func (db *DB) Flush() error {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return ErrClosed
+	}
+	if db.readOnlyErr() != nil {
+		return db.errReadOnly()
+	}
+	req := &commitReq{kind: reqRotate, done: make(chan error, 1)}
+	db.commitCh <- req
+	if err := <-req.done; err != nil {
+		return err
+	}
+	if req.imm == nil {
+		return nil
+	}
+	<-req.imm.flushed
+	return req.imm.flushErr
+}
+
+// Close stops the background work, syncs and closes the WAL and releases
+// the tables. Records not yet in a table stay in the WAL and are replayed by
+// the next Open.
+func (db *DB) Close() error {
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return ErrClosed
+	}
+	db.closed = true
+	db.closeMu.Unlock()
+
+	close(db.commitCh)
+	db.commitWG.Wait()
+	close(db.quit)
+	db.mu.Lock()
+	db.immCond.Broadcast()
+	db.mu.Unlock()
+	db.bgWG.Wait()
+
+	db.mu.Lock()
+	v := db.cur
+	db.cur = nil
+	db.mu.Unlock()
+	v.unref()
+	return db.closeErr
+}
+
+// commitLoop is the committer: it takes every request waiting, writes the
+// Apply records to the WAL in one write, syncs once, inserts them into the
+// memtable and answers them; it also rotates the memtable.
+func (db *DB) commitLoop() {
+	defer db.commitWG.Done()
+	var tick <-chan time.Time
+	if db.opts.Sync == SyncInterval {
+		t := time.NewTicker(db.opts.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	batch := make([]*commitReq, 0, maxCommitBatch)
+	for {
+		select {
+		case req, ok := <-db.commitCh:
+			if !ok {
+				db.closeWAL()
+				return
+			}
+			batch = append(batch[:0], req)
+		drain:
+			for len(batch) < maxCommitBatch {
+				select {
+				case r, ok := <-db.commitCh:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, r)
+				default:
+					break drain
+				}
+			}
+			for i := 0; i < len(batch); {
+				if batch[i].kind == reqRotate {
+					db.handleRotate(batch[i])
+					i++
+					continue
+				}
+				j := i
+				for j < len(batch) && batch[j].kind == reqApply {
+					j++
+				}
+				db.commitGroup(batch[i:j])
+				i = j
+			}
+			clear(batch)
+		case <-tick:
+			if db.wal.dirty && db.readOnlyErr() == nil {
+				if err := db.syncWAL(); err != nil {
+					db.setReadOnly(err)
+				}
+			}
+		}
+	}
+}
+
+func (db *DB) syncWAL() error {
+	start := time.Now()
+	err := db.wal.sync()
+	db.stats.recordSync(time.Since(start))
+	return err
+}
+
+func (db *DB) closeWAL() {
+	if db.readOnlyErr() == nil && db.wal.dirty {
+		if err := db.syncWAL(); err != nil {
+			db.closeErr = err
+		}
+	}
+	if err := db.wal.f.Close(); err != nil && db.closeErr == nil {
+		db.closeErr = fmt.Errorf("lsm: close WAL %s: %w", db.wal.name, err)
+	}
+}
+
+func (db *DB) commitGroup(g []*commitReq) {
+	if db.readOnlyErr() != nil {
+		err := db.errReadOnly()
+		for _, r := range g {
+			r.done <- err
+		}
+		return
+	}
+	buf := db.walBuf[:0]
+	for _, r := range g {
+		buf = append(buf, r.frame...)
+	}
+	db.walBuf = buf
+	if cap(db.walBuf) > 4<<20 {
+		db.walBuf = nil
+	}
+	err := db.wal.write(buf)
+	if err == nil && db.opts.Sync == SyncAlways {
+		err = db.syncWAL()
+	}
+	db.stats.commitGroups.Add(1)
+	db.stats.walBytes.Add(uint64(len(buf)))
+	if err != nil {
+		db.setReadOnly(err)
+		for _, r := range g {
+			r.done <- err
+		}
+		return
+	}
+	db.mu.Lock()
+	for _, r := range g {
+		db.mem.put(r.rec)
+	}
+	full := db.mem.bytes >= db.opts.MemtableBytes
+	db.mu.Unlock()
+	for _, r := range g {
+		r.done <- nil
+	}
+	if full {
+		if _, err := db.rotate(); err != nil {
+			db.setReadOnly(err)
+		}
+	}
+}
+
+func (db *DB) handleRotate(req *commitReq) {
+	if db.readOnlyErr() != nil {
+		req.done <- db.errReadOnly()
+		return
+	}
+	imm, err := db.rotate()
+	if err != nil {
+		db.setReadOnly(err)
+		req.done <- err
+		return
+	}
+	req.imm = imm
+	req.done <- nil
+}
+
+// rotate freezes the memtable and starts a new one with a new WAL. It
+// returns the newest immutable memtable (nil if there is none), stalling
+// while too many wait for their flush.
+func (db *DB) rotate() (*memtable, error) {
+	db.mu.RLock()
+	empty := db.mem.count == 0
+	var last *memtable
+	if len(db.imms) > 0 {
+		last = db.imms[len(db.imms)-1]
+	}
+	db.mu.RUnlock()
+	if empty {
+		return last, nil
+	}
+	// Sync the old WAL so that only the newest WAL can end torn.
+	if db.wal.dirty {
+		if err := db.syncWAL(); err != nil {
+			return nil, err
+		}
+	}
+	old := db.wal
+	if err := db.openWAL(db.newFileNum()); err != nil {
+		return nil, err
+	}
+	old.f.Close()
+
+	db.mu.Lock()
+	if len(db.imms) >= maxImmutable {
+		start := time.Now()
+		for len(db.imms) >= maxImmutable && db.readOnlyErr() == nil && !isClosed(db.quit) {
+			db.immCond.Wait()
+		}
+		db.stats.recordStall(time.Since(start))
+	}
+	imm := db.mem
+	db.imms = append(db.imms, imm)
+	db.mem = newMemtable(db.wal.num)
+	db.mu.Unlock()
+	db.kickBackground()
+	return imm, nil
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func (db *DB) kickBackground() {
+	select {
+	case db.bgCh <- struct{}{}:
+	default:
+	}
+}
+
+// bgLoop flushes immutable memtables and runs compactions.
+func (db *DB) bgLoop() {
+	defer db.bgWG.Done()
+	for {
+		select {
+		case <-db.bgCh:
+		case <-db.quit:
+			return
+		}
+		for !isClosed(db.quit) && db.readOnlyErr() == nil {
+			did, err := db.flushOne()
+			if err != nil {
+				db.opts.Logger.Error("lsm: flush failed", "err", err)
+				db.setReadOnly(err)
+				db.failImmutables(err)
+				break
+			}
+			if did {
+				continue
+			}
+			did, err = db.compactOnce()
+			if err != nil {
+				db.opts.Logger.Error("lsm: compaction failed", "err", err)
+				db.setReadOnly(err)
+				break
+			}
+			if !did {
+				break
+			}
+		}
+	}
+}
+
+// failImmutables wakes Flush callers waiting for memtables that will not be
+// flushed.
+func (db *DB) failImmutables(err error) {
+	db.mu.RLock()
+	imms := append([]*memtable(nil), db.imms...)
+	db.mu.RUnlock()
+	for _, m := range imms {
+		m.finish(err)
+	}
+}
+
+// flushOne writes the oldest immutable memtable to a table.
+func (db *DB) flushOne() (bool, error) {
+	db.mu.RLock()
+	if len(db.imms) == 0 {
+		db.mu.RUnlock()
+		return false, nil
+	}
+	imm := db.imms[0]
+	db.mu.RUnlock()
+
+	t, err := db.writeTable(db.newFileNum(), func(w *tableWriter) error {
+		for it := imm.iter(nil, nil); it.valid(); it.next() {
+			r := it.rec()
+			w.add(&r)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	db.mu.RLock()
+	logNum := db.mem.walNum
+	if len(db.imms) > 1 {
+		logNum = db.imms[1].walNum
+	}
+	tables := append([]*table{t}, db.cur.tables...)
+	db.mu.RUnlock()
+	if err := db.writeManifest(logNum, tables); err != nil {
+		t.obsolete.Store(true)
+		t.refs.Store(1)
+		t.unref()
+		return false, err
+	}
+	nv := newVersion(tables)
+	t.refs.Add(-1)
+	db.mu.Lock()
+	old := db.cur
+	db.cur = nv
+	db.imms = db.imms[1:]
+	db.immCond.Broadcast()
+	db.mu.Unlock()
+	old.unref()
+	imm.finish(nil)
+	db.stats.flushes.Add(1)
+	// The WAL of the flushed memtable is no longer needed.
+	if err := db.fs.Remove(join(db.dir, logName(imm.walNum))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		db.opts.Logger.Warn("lsm: remove WAL", "file", logName(imm.walNum), "err", err)
+	}
+	db.opts.Logger.Debug("lsm: flushed memtable", "table", t.name, "bytes", t.size, "records", t.count)
+	return true, nil
+}
+
+func (m *memtable) finish(err error) {
+	select {
+	case <-m.flushed:
+	default:
+		m.flushErr = err
+		close(m.flushed)
+	}
+}

@@ -1,0 +1,118 @@
+// Package lsm is the storage engine of kvs: a log-structured merge tree of
+// versioned records. It is a leaf package; it imports nothing of the
+// project.
+//
+// # Write path
+//
+// Apply reads the version held for the key and, if the new record is newer,
+// hands it to the committer goroutine, holding a per-key lock (one of 256
+// stripes) so that the check and the write are atomic per key. The
+// committer takes every request waiting, writes their WAL records in one
+// write, fsyncs once (under SyncAlways), inserts the records into the
+// memtable and answers all callers: group commit. When the memtable reaches
+// Options.MemtableBytes it is frozen, a new WAL file is started (the old
+// one is fsynced first, the new one's directory entry fsynced), and a
+// background goroutine writes the frozen memtable to a table. Writes stall
+// only if two frozen memtables are already waiting.
+//
+// An I/O error on the write path (WAL write or sync, table write, manifest
+// update) fails the Apply that met it and leaves the DB read-only: every
+// later write fails with an error wrapping ErrReadOnly and the cause.
+//
+// # Read path
+//
+// Get looks in the memtable, then the frozen memtables (newest first), then
+// the tables newest to oldest, and stops at the first hit. A table is
+// skipped when its bloom filter says the key is absent; otherwise the
+// in-memory index names the one data block that can hold the key. Scan
+// merges the same sources over a snapshot: a copy of the memtable's range,
+// the frozen memtables and a reference-counted list of tables, so writes,
+// flushes and compactions that run meanwhile are invisible to it.
+//
+// # WAL format
+//
+// A WAL file (NNNNNN.log) is a sequence of frames, one per record:
+//
+//	+-------------+-------------+-------------+---------------------+
+//	| length  u32 | crc32c  u32 | hdr crc u32 | payload (length B)  |
+//	| of payload  | of payload  | of bytes 0-8|                     |
+//	+-------------+-------------+-------------+---------------------+
+//
+//	payload: keyLen uvarint | key | flags u8 | version.Counter u64 |
+//	         version.Node u32 | expiry varint | value (rest)
+//
+// Integers are little-endian; checksums are CRC-32C (Castagnoli). The
+// header checksum makes a damaged length detectable before it is trusted.
+// On Open the WAL files not yet in a table are replayed. A torn tail — a
+// last frame that runs past the end of the file, whose payload checksum
+// fails as the very last thing in the file, or a zero-filled tail — is what
+// a crash in the middle of a write leaves, and is cut off silently, but only
+// in the newest WAL (an older one was fsynced before the next was started).
+// Any other failed check is a *CorruptionError (errors.Is ErrCorrupt) naming
+// the file and the offset of the bad frame. The replayed records are written
+// to a table at once and the WAL files removed, so a cut tail never ends up
+// in the middle of a log.
+//
+// # SSTable format
+//
+// A table (NNNNNN.sst) is written once, to NNNNNN.sst.tmp, fsynced, renamed
+// and its directory fsynced; it is never modified.
+//
+//	+--------------+-----+--------------+--------------+-------------+--------+
+//	| data block 0 | ... | data block n | filter block | index block | footer |
+//	+--------------+-----+--------------+--------------+-------------+--------+
+//
+//	every block:  contents | crc32c(contents) u32
+//
+//	data/index block contents (keys prefix-compressed, restart every 16):
+//	+---------------------------------------------------------------------+
+//	| entry: shared uvarint | unshared uvarint | valueLen uvarint |       |
+//	|        key[shared:] | value                                         |
+//	| ...                                                                 |
+//	| restart offset u32 * numRestarts | numRestarts u32                  |
+//	+---------------------------------------------------------------------+
+//	data entry value:  flags u8 | counter u64 | node u32 | expiry varint | value
+//	index entry:       key = last key of the block,
+//	                   value = block offset uvarint | block length uvarint
+//
+//	filter block: bloom bit array (10 bits per key) | k u8 (7 probes)
+//
+//	footer (56 bytes):
+//	+-----------+-----------+----------+----------+---------+
+//	| filterOff | filterLen | indexOff | indexLen | count   |
+//	|   u64     |   u64     |   u64    |   u64    |  u64    |
+//	+-----------+-----------+----------+----------+---------+
+//	| format version u32 | crc32c(bytes 0-44) u32 | magic u64 |
+//	+--------------------+------------------------+-----------+
+//
+// Data blocks are cut at about 4 KiB. Opening a table checks the magic,
+// the footer checksum, the format version (an unknown one is refused with
+// ErrUnsupported), and the filter and index blocks; every data block is
+// checked when read. A failed check is a *CorruptionError naming the table
+// and the block's offset; the engine never returns data that failed one.
+//
+// # Manifest
+//
+// MANIFEST lists the live tables newest first and the oldest WAL still
+// needed. It is rewritten whole through MANIFEST.tmp, fsync, rename and
+// directory fsync, so it is always either the old or the new list. Files
+// it does not name (tables of an interrupted flush or compaction, replayed
+// WALs, temporary files) are removed on Open.
+//
+// # Compaction
+//
+// Compaction is size-tiered (see compaction.go): adjacent tables of similar
+// size are merged into one that takes their place in the age order. The
+// merge keeps the newest version of each key. A tombstone is dropped only
+// when it is older than Options.TombstoneGrace (its age is read from its
+// version counter, wall-clock milliseconds shifted left by 16) and only
+// when the merge includes the oldest table, so that no older table can
+// still hold a version it shadows. Size-tiered compaction was chosen over
+// leveled for its low write amplification on a write-heavy replica store;
+// point reads stay cheap thanks to the per-table bloom filters.
+//
+// # Expiry
+//
+// Record.Expiry is stored and returned as is; interpreting it (an expired
+// record reads as absent) is the caller's business.
+package lsm

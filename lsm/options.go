@@ -1,0 +1,124 @@
+package lsm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// SyncPolicy says when the WAL is fsynced.
+type SyncPolicy int
+
+const (
+	// SyncAlways fsyncs the WAL before Apply returns: an acknowledged record
+	// survives a power cut. Concurrent Apply calls share one fsync.
+	SyncAlways SyncPolicy = iota
+	// SyncInterval fsyncs the WAL every Options.SyncInterval: a crash may
+	// lose the writes of the last interval.
+	SyncInterval
+	// SyncNone never fsyncs the WAL except when it is rotated or closed: a
+	// crash of the machine may lose any write not yet flushed to a table.
+	SyncNone
+)
+
+// String returns the name ParseSyncPolicy accepts.
+func (p SyncPolicy) String() string {
+	switch p {
+	case SyncAlways:
+		return "always"
+	case SyncInterval:
+		return "interval"
+	case SyncNone:
+		return "none"
+	}
+	return fmt.Sprintf("SyncPolicy(%d)", int(p))
+}
+
+// ParseSyncPolicy parses "always", "interval" or "none" (case-insensitive).
+func ParseSyncPolicy(s string) (SyncPolicy, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "always":
+		return SyncAlways, nil
+	case "interval":
+		return SyncInterval, nil
+	case "none":
+		return SyncNone, nil
+	}
+	return 0, fmt.Errorf("lsm: unknown sync policy %q (want always, interval or none)", s)
+}
+
+// Defaults used by Options.Validate.
+const (
+	DefaultSyncInterval   = 100 * time.Millisecond
+	DefaultMemtableBytes  = 4 << 20
+	DefaultTombstoneGrace = 240 * time.Hour
+)
+
+// Options configure a DB. The zero value of every field except Dir is
+// valid and selects the default.
+type Options struct {
+	// Dir is the directory holding the WAL, the tables and the manifest.
+	// Required.
+	Dir string
+	// FS is the file system; nil means the OS file system.
+	FS FS
+	// Sync is the WAL sync policy; the default, SyncAlways, makes Apply
+	// return only after its WAL record is fsynced.
+	Sync SyncPolicy
+	// SyncInterval is the fsync period under SyncInterval; default 100ms.
+	SyncInterval time.Duration
+	// MemtableBytes bounds the memtable; a full memtable is frozen and
+	// flushed to a table in the background. Default 4 MiB.
+	MemtableBytes int64
+	// TombstoneGrace is how long a tombstone is kept before compaction may
+	// drop it (and then only when no older table can hold the key).
+	// Default 10 days.
+	TombstoneGrace time.Duration
+	// Now returns the current time; nil means time.Now. Tests inject a
+	// clock to age tombstones.
+	Now func() time.Time
+	// Logger receives background events (flushes, compactions, errors);
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate fills in defaults and reports invalid values.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Dir == "" {
+		errs = append(errs, errors.New("lsm: Options.Dir is required"))
+	}
+	if o.FS == nil {
+		o.FS = OSFS{}
+	}
+	switch o.Sync {
+	case SyncAlways, SyncInterval, SyncNone:
+	default:
+		errs = append(errs, fmt.Errorf("lsm: invalid Options.Sync %d", int(o.Sync)))
+	}
+	if o.SyncInterval < 0 {
+		errs = append(errs, fmt.Errorf("lsm: negative Options.SyncInterval %v", o.SyncInterval))
+	} else if o.SyncInterval == 0 {
+		o.SyncInterval = DefaultSyncInterval
+	}
+	if o.MemtableBytes < 0 {
+		errs = append(errs, fmt.Errorf("lsm: negative Options.MemtableBytes %d", o.MemtableBytes))
+	} else if o.MemtableBytes == 0 {
+		o.MemtableBytes = DefaultMemtableBytes
+	}
+	if o.TombstoneGrace < 0 {
+		errs = append(errs, fmt.Errorf("lsm: negative Options.TombstoneGrace %v", o.TombstoneGrace))
+	} else if o.TombstoneGrace == 0 {
+		o.TombstoneGrace = DefaultTombstoneGrace
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return errors.Join(errs...)
+}
