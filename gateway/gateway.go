@@ -1,0 +1,217 @@
+// Package gateway serves kvs's HTTP API in front of one node.
+//
+// Routes:
+//
+//	PUT    /kv/{key}            store the raw request body; 204, X-Kvs-Version
+//	GET    /kv/{key}            200 raw value and X-Kvs-Version, or 404
+//	DELETE /kv/{key}            write a tombstone; 204, X-Kvs-Version
+//	GET    /internal/kv?key=K   this node's own replica of K (tombstones too)
+//	POST   /internal/kv?key=K   apply a versioned record to this node's replica
+//	GET    /healthz             200 while the process serves HTTP
+//	GET    /readyz              200 when the node is ready, else 503 and why
+//	GET    /cluster             JSON: members, liveness, ring ownership
+//	GET    /metrics             Prometheus metrics of the injected gatherer
+//
+// Keys are any bytes, percent-encoded in the path: the gateway decodes the
+// escaped path itself, so "a+b", "q&r=s" and "%2F" stay exactly what they are
+// and no path cleaning applies. `?w=` (PUT, DELETE) and `?r=` (GET) override
+// the quorum for one request, from 1 to N.
+//
+// Every error is JSON, {"error": "..."}, with a status that says what went
+// wrong: 400 bad input, 401 missing or wrong secret, 404, 405 (with Allow),
+// 413 value over the limit, 503 quorum not reached or node not ready.
+//
+// The gateway talks only to a Node; it never touches storage or NATS.
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/kvs-db/kvs/gateway/internal/node"
+	"github.com/kvs-db/kvs/lsm"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultMaxValueBytes is the value size limit when Config.MaxValueBytes is
+// zero: 1 MiB (NATS's default max payload) less 8 KiB for the key and the
+// framing of a replication message.
+const DefaultMaxValueBytes = 1<<20 - 8<<10
+
+// Node is what the gateway needs from a kvs node. *node.Node implements it;
+// tests use a fake.
+type Node interface {
+	// Put writes value under key through the coordinator and returns the
+	// version it was stamped with once the write quorum acknowledged it.
+	Put(ctx context.Context, key, value []byte, opts node.WriteOptions) (lsm.Version, error)
+	// Delete writes a tombstone for key through the coordinator.
+	Delete(ctx context.Context, key []byte, opts node.WriteOptions) (lsm.Version, error)
+	// Get reads key at the read quorum; node.ErrNotFound for a missing key
+	// or a tombstone.
+	Get(ctx context.Context, key []byte, opts node.ReadOptions) (lsm.Record, error)
+	// LocalGet returns this node's own replica of key, tombstones included;
+	// node.ErrNotFound when it holds nothing.
+	LocalGet(key []byte) (lsm.Record, error)
+	// LocalApply applies rec to this node's own replica if it is newer than
+	// what it holds, and returns the version held afterwards.
+	LocalApply(rec lsm.Record) (held lsm.Version, applied bool, err error)
+	// Ready returns nil when the node may coordinate requests, else an error
+	// wrapping node.ErrNotReady that says why.
+	Ready() error
+	// Status is a snapshot of the node's view of the cluster.
+	Status() node.ClusterStatus
+}
+
+// Config configures a gateway handler.
+type Config struct {
+	// Node serves the requests. Required.
+	Node Node
+	// Secret, when not empty, is required as "Authorization: Bearer <secret>"
+	// on /internal/* and admin endpoints.
+	Secret string
+	// MaxValueBytes is the largest value a PUT or an internal POST accepts;
+	// larger bodies get 413 after at most MaxValueBytes+1 bytes are read.
+	// Default DefaultMaxValueBytes.
+	MaxValueBytes int
+	// Registerer receives the gateway's own metrics (requests by route,
+	// method and status; latency). Nil: they are not exported.
+	Registerer prometheus.Registerer
+	// Gatherer is served on /metrics. Nil: /metrics answers 404.
+	Gatherer prometheus.Gatherer
+	// Logger receives access logs (debug level) and handler errors.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Gateway is the HTTP handler of one node. Build it with New.
+type Gateway struct {
+	node       Node
+	secretHash [sha256.Size]byte
+	hasSecret  bool
+	maxValue   int
+	log        *slog.Logger
+	metrics    *metrics
+	promHTTP   http.Handler
+}
+
+var _ http.Handler = (*Gateway)(nil)
+
+// New returns the gateway handler for cfg. It fails when cfg.Node is nil,
+// MaxValueBytes is negative, or the metrics cannot be registered.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Node == nil {
+		return nil, errors.New("gateway: Config.Node is required")
+	}
+	if cfg.MaxValueBytes < 0 {
+		return nil, errors.New("gateway: Config.MaxValueBytes must not be negative")
+	}
+	if cfg.MaxValueBytes == 0 {
+		cfg.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{
+		node:     cfg.Node,
+		maxValue: cfg.MaxValueBytes,
+		log:      cfg.Logger,
+	}
+	if cfg.Secret != "" {
+		g.hasSecret = true
+		g.secretHash = sha256.Sum256([]byte(cfg.Secret))
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	g.metrics = m
+	if cfg.Gatherer != nil {
+		g.promHTTP = newMetricsHandler(cfg.Gatherer, cfg.Registerer)
+	}
+	return g, nil
+}
+
+// Route names, used as the metrics label and in access logs. The set is
+// fixed so that request paths never become label values.
+const (
+	routeKV         = "kv"
+	routeInternalKV = "internal_kv"
+	routeHealthz    = "healthz"
+	routeReadyz     = "readyz"
+	routeCluster    = "cluster"
+	routeMetrics    = "metrics"
+	routeOther      = "other"
+)
+
+// ServeHTTP dispatches on the escaped path. It does not use http.ServeMux:
+// a key such as "." or "a//b" must reach the handler as it is, not be
+// cleaned or redirected.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.EscapedPath()
+	route := routeOther
+	var h func(http.ResponseWriter, *http.Request)
+	switch {
+	case strings.HasPrefix(path, kvPrefix):
+		route, h = routeKV, g.serveKV
+	case path == "/internal/kv":
+		route, h = routeInternalKV, g.serveInternalKV
+	case path == "/healthz":
+		route, h = routeHealthz, g.serveHealthz
+	case path == "/readyz":
+		route, h = routeReadyz, g.serveReadyz
+	case path == "/cluster":
+		route, h = routeCluster, g.serveCluster
+	case path == "/metrics":
+		route, h = routeMetrics, g.serveMetrics
+	default:
+		h = func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, http.StatusNotFound, "no such endpoint")
+		}
+	}
+	g.instrument(route, h, w, r)
+}
+
+// authorized reports whether r carries the configured secret as a bearer
+// token; always true when no secret is configured. The comparison is
+// constant-time over fixed-length hashes, so neither the secret nor its
+// length leaks through timing.
+func (g *Gateway) authorized(r *http.Request) bool {
+	if !g.hasSecret {
+		return true
+	}
+	auth := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return false
+	}
+	got := sha256.Sum256([]byte(auth[len(prefix):]))
+	return subtle.ConstantTimeCompare(got[:], g.secretHash[:]) == 1
+}
+
+// requireAuth answers 401 and returns false when r is not authorized.
+func (g *Gateway) requireAuth(w http.ResponseWriter, r *http.Request) bool {
+	if g.authorized(r) {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="kvs"`)
+	writeError(w, http.StatusUnauthorized, "missing or wrong cluster secret")
+	return false
+}
+
+// allowMethods answers 405 with an Allow header and returns false when r's
+// method is not one of allowed.
+func allowMethods(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
+	for _, m := range allowed {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	return false
+}
