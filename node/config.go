@@ -1,0 +1,209 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/ring"
+)
+
+// Defaults of Config. Each is chosen so that a three-node cluster on one LAN
+// behaves like the reference system; tests shorten the timers.
+const (
+	// DefaultCluster is the cluster name when Config.Cluster is empty.
+	DefaultCluster = "kvs"
+	// DefaultN is the replication factor: three copies survive one lost node
+	// while a majority (two) still answers.
+	DefaultN = 3
+	// DefaultW is the write quorum: with R = 2 and N = 3, W + R > N, so every
+	// read quorum meets every write quorum.
+	DefaultW = 2
+	// DefaultR is the read quorum.
+	DefaultR = 2
+	// DefaultGossipInterval is how often a node publishes a heartbeat.
+	DefaultGossipInterval = time.Second
+	// DefaultRequestTimeout bounds one request to one replica. A replica
+	// marked down by gossip is never asked, so this is paid only in the few
+	// seconds before gossip notices a stalled node.
+	DefaultRequestTimeout = 2 * time.Second
+	// DefaultMaxValueBytes is the largest value: 1 MiB (NATS's default max
+	// payload) minus 16 KiB for the key (at most 1 KiB) and the framing.
+	DefaultMaxValueBytes = 1<<20 - 16<<10
+	// MaxKeyBytes is the largest key. Keys are 1 to MaxKeyBytes bytes.
+	MaxKeyBytes = 1024
+)
+
+// ErrInvalidConfig is wrapped by the errors of Config.Validate.
+var ErrInvalidConfig = errors.New("node: invalid config")
+
+// Config holds a node's parameters. Validate fills defaults.
+type Config struct {
+	// ID names the node in the ring, on the wire and in heartbeats. It must
+	// be unique in the cluster and must not contain '.', '*', '>' or
+	// whitespace (it is a NATS subject token). The Node field of every
+	// version the node issues is uint32(xxhash64(ID)); two IDs whose hashes
+	// collide in 32 bits are reported at join (their writes could tie).
+	ID string
+	// Cluster names the cluster; it is part of every subject. Default "kvs".
+	Cluster string
+	// HTTPAddr is the node's HTTP address, advertised in heartbeats so that
+	// `kvs status` can show it. Informational.
+	HTTPAddr string
+	// N is the number of replicas of each key (default 3). W and R are the
+	// default write and read quorums (default 2 each). The effective values
+	// are capped at the number of ring members, and the cap is logged.
+	N, W, R int
+	// VNodes is the number of virtual nodes per ring member (default 100).
+	VNodes int
+	// GossipInterval is the period of heartbeats and of hint handoff rounds
+	// (default 1s).
+	GossipInterval time.Duration
+	// DownAfter is how long a peer may go unheard before it is considered
+	// down: requests skip it at once and its writes become hints. Default
+	// 3 * GossipInterval, so one or two lost heartbeats do not flap it.
+	DownAfter time.Duration
+	// RequestTimeout bounds each request to one replica (default 2s).
+	RequestTimeout time.Duration
+	// MaxValueBytes is the largest value accepted (default
+	// DefaultMaxValueBytes, which fits a NATS message with its framing).
+	MaxValueBytes int
+	// NeedPeers is how many peers a node with no persisted ring must hear
+	// from before it is ready, so that it never coordinates on a partial
+	// ring. cmd sets 1 when seeds are given and 0 for a single node.
+	NeedPeers int
+	// DataDir holds the persisted ring members (ring.json) and the hint
+	// store (DataDir/hints). Required: hints are durable.
+	DataDir string
+	// Store is this node's replica storage; *lsm.DB satisfies it. Required.
+	// The caller owns it: Close does not close it.
+	Store Store
+	// Transport carries requests and heartbeats between nodes. Required:
+	// NewNATSTransport in production, MemNetwork in tests. The caller owns
+	// it.
+	Transport Transport
+	// Clock is the source of wall-clock time for versions and liveness.
+	// Nil means the real time.
+	Clock Clock
+	// Logger receives the node's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the node's Prometheus collectors. Nil means no
+	// metrics are registered.
+	Registerer prometheus.Registerer
+}
+
+// Store is a replica's storage: versioned records, applied only when newer.
+// *lsm.DB satisfies it.
+type Store interface {
+	// Apply stores rec if its version is newer than the one held for its
+	// key, atomically per key, durably before it returns. It returns the
+	// version held afterwards and whether rec was applied.
+	Apply(rec lsm.Record) (held lsm.Version, applied bool, err error)
+	// Get returns the newest record of key, tombstones included, or an
+	// error wrapping lsm.ErrNotFound.
+	Get(key []byte) (lsm.Record, error)
+	// Scan calls fn for each record with start <= key < end (nil end: no
+	// bound) in key order, tombstones included, until fn returns false.
+	Scan(start, end []byte, fn func(lsm.Record) bool) error
+}
+
+// Validate fills defaults and reports invalid values with errors wrapping
+// ErrInvalidConfig.
+func (c *Config) Validate() error {
+	if c.ID == "" {
+		return fmt.Errorf("%w: ID is required", ErrInvalidConfig)
+	}
+	if err := validToken(c.ID); err != nil {
+		return fmt.Errorf("%w: ID %q: %v", ErrInvalidConfig, c.ID, err)
+	}
+	if c.Cluster == "" {
+		c.Cluster = DefaultCluster
+	}
+	if err := validToken(c.Cluster); err != nil {
+		return fmt.Errorf("%w: Cluster %q: %v", ErrInvalidConfig, c.Cluster, err)
+	}
+	if c.N == 0 {
+		c.N = DefaultN
+	}
+	if c.W == 0 {
+		c.W = min(DefaultW, c.N)
+	}
+	if c.R == 0 {
+		c.R = min(DefaultR, c.N)
+	}
+	if c.N < 1 || c.N > 16 {
+		return fmt.Errorf("%w: N %d out of range [1, 16]", ErrInvalidConfig, c.N)
+	}
+	if c.W < 1 || c.W > c.N {
+		return fmt.Errorf("%w: W %d out of range [1, N=%d]", ErrInvalidConfig, c.W, c.N)
+	}
+	if c.R < 1 || c.R > c.N {
+		return fmt.Errorf("%w: R %d out of range [1, N=%d]", ErrInvalidConfig, c.R, c.N)
+	}
+	if c.VNodes == 0 {
+		c.VNodes = ring.DefaultVNodes
+	}
+	if c.VNodes < 1 || c.VNodes > 1<<16 {
+		return fmt.Errorf("%w: VNodes %d out of range [1, 65536]", ErrInvalidConfig, c.VNodes)
+	}
+	if c.GossipInterval == 0 {
+		c.GossipInterval = DefaultGossipInterval
+	}
+	if c.GossipInterval < 0 {
+		return fmt.Errorf("%w: GossipInterval %v < 0", ErrInvalidConfig, c.GossipInterval)
+	}
+	if c.DownAfter == 0 {
+		c.DownAfter = 3 * c.GossipInterval
+	}
+	if c.DownAfter < c.GossipInterval {
+		return fmt.Errorf("%w: DownAfter %v shorter than GossipInterval %v", ErrInvalidConfig, c.DownAfter, c.GossipInterval)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.RequestTimeout < 0 {
+		return fmt.Errorf("%w: RequestTimeout %v < 0", ErrInvalidConfig, c.RequestTimeout)
+	}
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxValueBytes < 0 || c.MaxValueBytes > DefaultMaxValueBytes {
+		return fmt.Errorf("%w: MaxValueBytes %d out of range [1, %d]", ErrInvalidConfig, c.MaxValueBytes, DefaultMaxValueBytes)
+	}
+	if c.NeedPeers < 0 {
+		return fmt.Errorf("%w: NeedPeers %d < 0", ErrInvalidConfig, c.NeedPeers)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: DataDir is required (ring and hints are persisted there)", ErrInvalidConfig)
+	}
+	if c.Store == nil {
+		return fmt.Errorf("%w: Store is required", ErrInvalidConfig)
+	}
+	if c.Transport == nil {
+		return fmt.Errorf("%w: Transport is required", ErrInvalidConfig)
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// validToken reports whether s can be one token of a NATS subject.
+func validToken(s string) error {
+	for _, r := range s {
+		switch {
+		case r == '.' || r == '*' || r == '>':
+			return fmt.Errorf("contains %q", r)
+		case r <= ' ' || r == 0x7f:
+			return errors.New("contains whitespace or a control character")
+		}
+	}
+	return nil
+}

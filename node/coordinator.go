@@ -1,0 +1,378 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kvs-db/kvs/lsm"
+)
+
+// WriteOptions adjusts one write.
+type WriteOptions struct {
+	// W is the number of replica acks to wait for: 0 means the default
+	// (Config.W capped at the number of ring members), else 1 to N.
+	W int
+}
+
+// ReadOptions adjusts one read.
+type ReadOptions struct {
+	// R is the number of replica replies to wait for: 0 means the default
+	// (Config.R capped at the number of ring members), else 1 to N.
+	R int
+}
+
+// Put writes value under key and returns its version once W replicas hold
+// it durably. It returns an error wrapping ErrQuorum as soon as W can no
+// longer be reached (then the write may still be on some replicas, as with
+// any unacknowledged write), ErrInvalidKey, ErrValueTooLarge,
+// ErrInvalidQuorum or ErrNotReady.
+func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (lsm.Version, error) {
+	start := time.Now()
+	v, err := n.put(ctx, key, value, o)
+	n.met.done(OpPut, start, err)
+	return v, err
+}
+
+func (n *Node) put(ctx context.Context, key, value []byte, o WriteOptions) (lsm.Version, error) {
+	if err := n.checkKey(key); err != nil {
+		return lsm.Version{}, err
+	}
+	if err := n.checkValue(value); err != nil {
+		return lsm.Version{}, err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return n.write(ctx, "put", lsm.Record{Key: key, Value: value}, o.W)
+}
+
+// Delete writes a tombstone for key, like Put.
+func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (lsm.Version, error) {
+	start := time.Now()
+	v, err := n.del(ctx, key, o)
+	n.met.done("delete", start, err)
+	return v, err
+}
+
+func (n *Node) del(ctx context.Context, key []byte, o WriteOptions) (lsm.Version, error) {
+	if err := n.checkKey(key); err != nil {
+		return lsm.Version{}, err
+	}
+	return n.write(ctx, "delete", lsm.Record{Key: key, Tombstone: true}, o.W)
+}
+
+// plan picks the replicas of key and the quorum q (0: def) for one request.
+// It fails fast when fewer than q replicas are up.
+func (n *Node) plan(key []byte, q, def int, what string) (prefs, live, down []string, need int, err error) {
+	if err := n.Ready(); err != nil {
+		return nil, nil, nil, 0, err
+	}
+	if q < 0 || q > n.cfg.N {
+		return nil, nil, nil, 0, fmt.Errorf("%w: %s=%d, want 1 to N=%d", ErrInvalidQuorum, what, q, n.cfg.N)
+	}
+	r := n.mem.ring()
+	nEff := min(n.cfg.N, r.Len())
+	need = q
+	if need == 0 {
+		need = min(def, nEff)
+	}
+	prefs = r.PreferenceList(key, nEff)
+	for _, id := range prefs {
+		if n.mem.alive(id) {
+			live = append(live, id)
+		} else {
+			down = append(down, id)
+		}
+	}
+	if len(live) < need {
+		return nil, nil, nil, 0, fmt.Errorf("%w: %s=%d needs %d replicas, but only %d of %d are up (down: %v)",
+			ErrQuorum, what, need, need, len(live), len(prefs), down)
+	}
+	return prefs, live, down, need, nil
+}
+
+// write stamps rec and replicates it; see the package comment for the ack
+// rule and the one re-stamp.
+func (n *Node) write(ctx context.Context, op string, rec lsm.Record, w int) (lsm.Version, error) {
+	prefs, live, down, need, err := n.plan(rec.Key, w, n.cfg.W, "W")
+	if err != nil {
+		return lsm.Version{}, err
+	}
+	// Background completions outlive the call; the caller may reuse its
+	// buffers once it returns.
+	rec.Key = bytes.Clone(rec.Key)
+	rec.Value = bytes.Clone(rec.Value)
+	for round := 1; ; round++ {
+		rec.Version = lsm.Version{Counter: n.clock.now(), Node: n.selfV}
+		newer, err := n.writeRound(ctx, rec, prefs, live, down, need, round > 1)
+		if err != nil {
+			return lsm.Version{}, err
+		}
+		if newer.IsZero() || round > 1 {
+			n.publish(op, &rec)
+			return rec.Version, nil
+		}
+		// A replica holds a newer version: our clock was behind a write that
+		// may have been acknowledged before this one began. The clock has
+		// observed it; stamp again above it.
+		n.met.restamps.Inc()
+	}
+}
+
+type ackResult struct {
+	id   string
+	held lsm.Version
+	err  error
+}
+
+// writeRound sends rec to the replicas and waits for need acks. It returns
+// the newest version held above rec's among the acks (zero if none), so that
+// the caller can re-stamp; with acceptNewer such acks are simply durable.
+func (n *Node) writeRound(ctx context.Context, rec lsm.Record, prefs, live, down []string, need int, acceptNewer bool) (lsm.Version, error) {
+	t := newTally(need, len(prefs))
+	var errs []error
+	for _, id := range down {
+		t.failure()
+		errs = append(errs, fmt.Errorf("%s: down", id))
+		n.goBG(func() { n.hint(id, rec, prefs) })
+	}
+	req := encodePut(&rec)
+	ch := make(chan ackResult, len(live))
+	for _, id := range live {
+		if !n.goBG(func() { n.replicate(ch, id, rec, req, prefs) }) {
+			t.failure()
+			errs = append(errs, fmt.Errorf("%s: %w", id, ErrNotReady))
+		}
+	}
+	var newer lsm.Version
+	for t.result() == quorumPending {
+		select {
+		case res := <-ch:
+			switch {
+			case res.err != nil:
+				t.failure()
+				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
+			case res.held == rec.Version || acceptNewer:
+				t.success()
+			default: // holds a newer version
+				t.success()
+				if newer.Less(res.held) {
+					newer = res.held
+				}
+			}
+		case <-ctx.Done():
+			return lsm.Version{}, fmt.Errorf("node: write %q: %w (%d of %d acks needed, %d received)",
+				rec.Key, ctx.Err(), need, len(prefs), t.ok)
+		}
+	}
+	if t.result() == quorumLost {
+		return lsm.Version{}, fmt.Errorf("%w: %d of %d acks needed, %d received: %w",
+			ErrQuorum, need, len(prefs), t.ok, errors.Join(errs...))
+	}
+	return newer, nil
+}
+
+// replicate applies rec on replica id (locally for this node) and sends the
+// outcome to ch; a replica that fails gets a hint.
+func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []byte, prefs []string) {
+	var held lsm.Version
+	var err error
+	if id == n.self {
+		held, _, err = n.store.Apply(rec)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+		var rep []byte
+		rep, err = n.tr.Request(ctx, id, OpPut, req)
+		cancel()
+		if err == nil {
+			held, _, err = decodeAck(rep)
+		}
+	}
+	if err == nil && held.Less(rec.Version) {
+		err = fmt.Errorf("replica holds %v, older than the write's %v", held, rec.Version)
+	}
+	if err == nil {
+		n.clock.observe(held.Counter)
+	}
+	ch <- ackResult{id: id, held: held, err: err}
+	if err != nil {
+		n.met.replicaErrors.WithLabelValues(OpPut).Inc()
+		n.hint(id, rec, prefs)
+	}
+}
+
+// Get returns the newest live record of key among R replicas' replies. It
+// returns an error wrapping ErrNotFound when the key was never written or is
+// deleted, ErrQuorum when R replies cannot be had, ErrInvalidKey,
+// ErrInvalidQuorum or ErrNotReady. Replicas found stale are repaired in the
+// background.
+func (n *Node) Get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, error) {
+	start := time.Now()
+	rec, err := n.get(ctx, key, o)
+	n.met.done(OpGet, start, err)
+	return rec, err
+}
+
+type getResult struct {
+	id    string
+	rec   lsm.Record
+	found bool
+	err   error
+}
+
+func (n *Node) get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, error) {
+	if err := n.checkKey(key); err != nil {
+		return lsm.Record{}, err
+	}
+	prefs, live, _, need, err := n.plan(key, o.R, n.cfg.R, "R")
+	if err != nil {
+		return lsm.Record{}, err
+	}
+	key = bytes.Clone(key)
+	req := encodeGet(key)
+	ch := make(chan getResult, len(live))
+	t := newTally(need, len(live))
+	var errs []error
+	for _, id := range live {
+		if !n.goBG(func() { ch <- n.fetch(id, key, req) }) {
+			t.failure()
+			errs = append(errs, fmt.Errorf("%s: %w", id, ErrNotReady))
+		}
+	}
+	var got []getResult
+	for t.result() == quorumPending {
+		select {
+		case res := <-ch:
+			if res.err != nil {
+				t.failure()
+				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
+				continue
+			}
+			t.success()
+			got = append(got, res)
+		case <-ctx.Done():
+			return lsm.Record{}, fmt.Errorf("node: get %q: %w (%d of %d replies needed, %d received)",
+				key, ctx.Err(), need, len(prefs), t.ok)
+		}
+	}
+	if t.result() == quorumLost {
+		return lsm.Record{}, fmt.Errorf("%w: %d of %d replies needed, %d received: %w",
+			ErrQuorum, need, len(prefs), t.ok, errors.Join(errs...))
+	}
+	newest := newestOf(got)
+	rest := t.outstanding()
+	n.goBG(func() { n.readRepair(key, got, ch, rest) })
+	if newest == nil || newest.Tombstone || n.expired(newest) {
+		return lsm.Record{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	return *newest, nil
+}
+
+func (n *Node) expired(r *lsm.Record) bool {
+	return r.Expiry != 0 && r.Expiry <= n.cfg.Clock.Now().UnixMilli()
+}
+
+// newestOf returns the newest record among the replies, nil if none has one.
+func newestOf(rs []getResult) *lsm.Record {
+	var newest *lsm.Record
+	for i := range rs {
+		if rs[i].found && (newest == nil || newest.Version.Less(rs[i].rec.Version)) {
+			newest = &rs[i].rec
+		}
+	}
+	return newest
+}
+
+// fetch reads replica id's record of key.
+func (n *Node) fetch(id string, key, req []byte) getResult {
+	res := getResult{id: id}
+	if id == n.self {
+		rec, err := n.store.Get(key)
+		switch {
+		case errors.Is(err, lsm.ErrNotFound):
+		case err != nil:
+			res.err = err
+		default:
+			res.rec, res.found = rec, true
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+		rep, err := n.tr.Request(ctx, id, OpGet, req)
+		cancel()
+		if err == nil {
+			res.rec, res.found, err = decodeGetReply(rep)
+		}
+		if err == nil && res.found && !bytes.Equal(res.rec.Key, key) {
+			err = fmt.Errorf("%w: reply for key %q", ErrMalformed, res.rec.Key)
+		}
+		res.err = err
+	}
+	if res.err != nil {
+		n.met.replicaErrors.WithLabelValues(OpGet).Inc()
+	} else if res.found {
+		n.clock.observe(res.rec.Version.Counter)
+	}
+	return res
+}
+
+// readRepair waits for the rest replies still due on ch, then sends the
+// newest record to every replica that answered with an older one or none.
+func (n *Node) readRepair(key []byte, got []getResult, ch <-chan getResult, rest int) {
+	for range rest {
+		if res := <-ch; res.err == nil {
+			got = append(got, res)
+		}
+	}
+	newest := newestOf(got)
+	if newest == nil {
+		return
+	}
+	var req []byte
+	for _, res := range got {
+		if res.found && !res.rec.Version.Less(newest.Version) {
+			continue
+		}
+		n.met.readRepairs.Inc()
+		if res.id == n.self {
+			if _, _, err := n.store.Apply(*newest); err != nil {
+				n.log.Warn("read repair", "replica", res.id, "key", key, "err", err)
+			}
+			continue
+		}
+		if req == nil {
+			req = encodePut(newest)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+		rep, err := n.tr.Request(ctx, res.id, OpPut, req)
+		cancel()
+		if err == nil {
+			_, _, err = decodeAck(rep)
+		}
+		if err != nil {
+			n.log.Debug("read repair", "replica", res.id, "key", key, "err", err)
+		}
+	}
+}
+
+// event is a change-feed message.
+type event struct {
+	Op      string `json:"op"`
+	Key     string `json:"key"`
+	Version string `json:"version"`
+	Node    string `json:"node"`
+}
+
+// publish puts an accepted write on the change feed (best effort).
+func (n *Node) publish(op string, rec *lsm.Record) {
+	b, err := json.Marshal(event{Op: op, Key: string(rec.Key), Version: rec.Version.String(), Node: n.self})
+	if err == nil {
+		err = n.tr.PublishEvent(op, b)
+	}
+	if err != nil {
+		n.log.Debug("publish event", "err", err)
+	}
+}

@@ -1,0 +1,331 @@
+// Package node is the coordinator and the replica of kvs.
+//
+// Every node can coordinate any request. A write (Put, Delete) is stamped
+// with a version from the node's hybrid logical clock and sent in parallel to
+// the key's N replicas (the preference list of the ring): the node itself
+// applies it to its Store, the others get a "put" request over the
+// Transport. The write is acknowledged after W replicas report that they
+// durably hold it. Replicas that gossip shows down are not asked (no timeout
+// is paid for them); they, and replicas whose request fails, get the record
+// as a durable hint, handed over when gossip shows them alive again. A read
+// (Get) asks the live replicas, answers after R replies with the newest
+// version, and repairs stale replicas in the background.
+//
+// Versions and acks. A version is {Counter, Node}: Counter is a hybrid logical
+// clock reading, Node is NodeHash(ID). A replica acknowledges a write with the
+// version it holds after applying it. An ack counts toward W when the replica
+// holds exactly the write's version. If, in the first round, a replica holds
+// a newer version, the coordinator's clock was behind a write that may have
+// been acknowledged before this one began (W + W > N makes every write
+// quorum meet the previous one, so such a write is always seen): the
+// coordinator observes that version and re-stamps the write once, above
+// everything it has seen. In the second round a newer version can only come
+// from a write concurrent with this one, which last-writer-wins may order
+// either way, so an ack holding a newer version counts as durably superseded.
+// A client that writes a key sequentially through different nodes thus always
+// reads back its last value.
+//
+// Membership. Each node broadcasts a small JSON heartbeat every
+// GossipInterval; a peer unheard for DownAfter is down. Every node heard of
+// joins the ring, which is persisted in DataDir and never shrinks by
+// liveness: liveness decides only where requests go.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvs-db/kvs/lsm"
+)
+
+// Sentinel errors callers branch on; returned errors wrap them with context.
+var (
+	// ErrNotFound means the key has no live value (never written, or deleted).
+	ErrNotFound = errors.New("node: not found")
+	// ErrQuorum means the request could not reach its quorum: too few
+	// replicas are up, or too many failed. The wrapped errors say which.
+	ErrQuorum = errors.New("node: quorum not reached")
+	// ErrNotReady means the node cannot coordinate yet (or any more): it has
+	// not heard from enough peers to know the ring, or it is closed.
+	ErrNotReady = errors.New("node: not ready")
+	// ErrInvalidKey means a key is empty or longer than MaxKeyBytes.
+	ErrInvalidKey = errors.New("node: invalid key")
+	// ErrValueTooLarge means a value is longer than Config.MaxValueBytes.
+	ErrValueTooLarge = errors.New("node: value too large")
+	// ErrInvalidQuorum means a per-request W or R is outside 1..N.
+	ErrInvalidQuorum = errors.New("node: invalid quorum")
+)
+
+// Node is one kvs node: coordinator of client requests and replica of its
+// share of the keys. Its methods are safe for concurrent use.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	self   string
+	selfV  uint32 // NodeHash(self)
+	clock  *hlc
+	store  Store
+	tr     Transport
+	mem    *membership
+	hints  *hintStore
+	met    *metrics
+	wakeHO chan struct{}
+
+	started atomic.Bool
+	cancel  context.CancelFunc
+	loops   sync.WaitGroup
+	unsubs  []func() error
+
+	bgMu   sync.Mutex
+	closed bool
+	bg     sync.WaitGroup
+}
+
+// New validates cfg, loads the persisted ring and opens the hint store. The
+// node serves nothing until Start.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:    cfg,
+		log:    cfg.Logger.With("node", cfg.ID),
+		self:   cfg.ID,
+		selfV:  NodeHash(cfg.ID),
+		clock:  newHLC(cfg.Clock),
+		store:  cfg.Store,
+		tr:     cfg.Transport,
+		wakeHO: make(chan struct{}, 1),
+	}
+	mem, err := newMembership(&n.cfg, n.log, n.wakeHandoff)
+	if err != nil {
+		return nil, err
+	}
+	n.mem = mem
+	hdb, err := openHintDB(filepath.Join(cfg.DataDir, "hints"), cfg.Clock, n.log)
+	if err != nil {
+		return nil, fmt.Errorf("node: open hint store: %w", err)
+	}
+	n.hints, err = newHintStore(hdb, n.clock, n.selfV)
+	if err != nil {
+		hdb.Close()
+		return nil, fmt.Errorf("node: open hint store: %w", err)
+	}
+	n.met, err = newMetrics(n, cfg.Registerer)
+	if err != nil {
+		hdb.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Start registers the replica handlers on the transport and starts the gossip
+// and handoff loops. The loops stop when ctx ends or at Close.
+func (n *Node) Start(ctx context.Context) error {
+	if !n.started.CompareAndSwap(false, true) {
+		return errors.New("node: already started")
+	}
+	for op, h := range map[string]Handler{OpPut: n.handlePut, OpGet: n.handleGet, OpHint: n.handleHint} {
+		unsub, err := n.tr.Handle(op, h)
+		if err != nil {
+			n.unsubscribe()
+			return fmt.Errorf("node: serve %s: %w", op, err)
+		}
+		n.unsubs = append(n.unsubs, unsub)
+	}
+	unsub, err := n.tr.OnBroadcast(n.mem.onHeartbeat)
+	if err != nil {
+		n.unsubscribe()
+		return fmt.Errorf("node: subscribe to gossip: %w", err)
+	}
+	n.unsubs = append(n.unsubs, unsub)
+	lctx, cancel := context.WithCancel(ctx)
+	n.cancel = cancel
+	n.loops.Add(2)
+	go n.gossipLoop(lctx)
+	go n.handoffLoop(lctx)
+	n.mem.setStarted()
+	n.log.Info("node started", "cluster", n.cfg.Cluster, "members", n.mem.ring().Members(),
+		"ready", n.Ready() == nil, "n", n.cfg.N, "w", n.cfg.W, "r", n.cfg.R)
+	return nil
+}
+
+func (n *Node) unsubscribe() {
+	for _, u := range n.unsubs {
+		if err := u(); err != nil {
+			n.log.Warn("unsubscribe", "err", err)
+		}
+	}
+	n.unsubs = nil
+}
+
+// Close stops serving, stops the loops, waits for the background completions
+// of earlier requests (each bounded by RequestTimeout) and closes the hint
+// store. It does not close Store or Transport, which the caller owns.
+func (n *Node) Close() error {
+	n.bgMu.Lock()
+	if n.closed {
+		n.bgMu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.bgMu.Unlock()
+	n.mem.setClosed()
+	n.unsubscribe()
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.loops.Wait()
+	n.bg.Wait()
+	if err := n.hints.close(); err != nil {
+		return fmt.Errorf("node: close hint store: %w", err)
+	}
+	return nil
+}
+
+// goBG runs f in a background goroutine that Close waits for. It returns
+// false, without running f, once the node is closed.
+func (n *Node) goBG(f func()) bool {
+	n.bgMu.Lock()
+	if n.closed {
+		n.bgMu.Unlock()
+		return false
+	}
+	n.bg.Add(1)
+	n.bgMu.Unlock()
+	go func() {
+		defer n.bg.Done()
+		f()
+	}()
+	return true
+}
+
+// Ready returns nil when the node can coordinate requests, else an error
+// wrapping ErrNotReady that says why.
+func (n *Node) Ready() error { return n.mem.ready() }
+
+// LocalGet returns this node's own replica of key, tombstones included, or an
+// error wrapping ErrNotFound.
+func (n *Node) LocalGet(key []byte) (lsm.Record, error) {
+	if err := n.checkKey(key); err != nil {
+		return lsm.Record{}, err
+	}
+	rec, err := n.store.Get(key)
+	if errors.Is(err, lsm.ErrNotFound) {
+		return lsm.Record{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	if err != nil {
+		return lsm.Record{}, fmt.Errorf("node: local get: %w", err)
+	}
+	n.clock.observe(rec.Version.Counter)
+	return rec, nil
+}
+
+// LocalApply applies rec to this node's own replica if it is newer than the
+// record held, and returns the version held afterwards. It validates the
+// record and advances the clock past its version.
+func (n *Node) LocalApply(rec lsm.Record) (held lsm.Version, applied bool, err error) {
+	if err := n.checkRecord(&rec); err != nil {
+		return lsm.Version{}, false, err
+	}
+	n.clock.observe(rec.Version.Counter)
+	held, applied, err = n.store.Apply(rec)
+	if err != nil {
+		return held, applied, fmt.Errorf("node: local apply: %w", err)
+	}
+	return held, applied, nil
+}
+
+func (n *Node) checkKey(key []byte) error {
+	if len(key) == 0 || len(key) > MaxKeyBytes {
+		return fmt.Errorf("%w: length %d, want 1 to %d bytes", ErrInvalidKey, len(key), MaxKeyBytes)
+	}
+	return nil
+}
+
+func (n *Node) checkValue(v []byte) error {
+	if len(v) > n.cfg.MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(v), n.cfg.MaxValueBytes)
+	}
+	return nil
+}
+
+func (n *Node) checkRecord(rec *lsm.Record) error {
+	if err := n.checkKey(rec.Key); err != nil {
+		return err
+	}
+	if err := n.checkValue(rec.Value); err != nil {
+		return err
+	}
+	if rec.Tombstone && len(rec.Value) != 0 {
+		return fmt.Errorf("%w: tombstone with a value", ErrMalformed)
+	}
+	if rec.Version.IsZero() {
+		return fmt.Errorf("%w: zero version", ErrMalformed)
+	}
+	return nil
+}
+
+// ClusterStatus is a node's view of the cluster, for `kvs status` and
+// /cluster.
+type ClusterStatus struct {
+	// Self is this node's ID; Cluster the cluster name.
+	Self, Cluster string
+	// N, W, R are the effective replication factor and default quorums
+	// (capped at the number of ring members).
+	N, W, R int
+	// Ready reports whether the node coordinates requests.
+	Ready bool
+	// Members are the ring members, sorted by ID.
+	Members []MemberStatus
+}
+
+// MemberStatus is one ring member as this node sees it.
+type MemberStatus struct {
+	// ID is the member's node ID; HTTPAddr the address from its heartbeats.
+	ID, HTTPAddr string
+	// Alive reports whether the member was heard from within DownAfter
+	// (always true for the node itself).
+	Alive bool
+	// LastSeen is when its last heartbeat arrived (zero if never since
+	// this node started; now for the node itself).
+	LastSeen time.Time
+	// Ownership is the fraction of the key space for which it is the
+	// first replica.
+	Ownership float64
+	// HintsPending is the number of hints this node holds for it.
+	HintsPending int
+}
+
+// Status returns this node's view of the cluster.
+func (n *Node) Status() ClusterStatus {
+	r := n.mem.ring()
+	nEff := min(n.cfg.N, max(r.Len(), 1))
+	st := ClusterStatus{
+		Self:    n.self,
+		Cluster: n.cfg.Cluster,
+		N:       nEff,
+		W:       min(n.cfg.W, nEff),
+		R:       min(n.cfg.R, nEff),
+		Ready:   n.Ready() == nil,
+	}
+	own := r.Ownership()
+	pending := n.hints.pendingByTarget()
+	for _, m := range n.mem.snapshot() {
+		st.Members = append(st.Members, MemberStatus{
+			ID:           m.id,
+			HTTPAddr:     m.http,
+			Alive:        m.alive,
+			LastSeen:     m.lastSeen,
+			Ownership:    own[m.id],
+			HintsPending: pending[m.id],
+		})
+	}
+	return st
+}

@@ -1,0 +1,67 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/kvs-db/kvs/lsm"
+)
+
+// Replica handlers: requests from coordinators. A malformed or invalid
+// request gets an error reply and changes nothing.
+
+// handlePut applies a record to this node's replica and acks with the
+// version held afterwards.
+func (n *Node) handlePut(req []byte) []byte {
+	rec, err := decodePut(req)
+	if err != nil {
+		n.met.badRequests.WithLabelValues(OpPut).Inc()
+		return encodeError(err)
+	}
+	held, applied, err := n.LocalApply(rec)
+	if err != nil {
+		return encodeError(err)
+	}
+	return encodeAck(held, applied)
+}
+
+// handleGet returns this node's replica of a key.
+func (n *Node) handleGet(req []byte) []byte {
+	key, err := decodeGet(req)
+	if err != nil {
+		n.met.badRequests.WithLabelValues(OpGet).Inc()
+		return encodeError(err)
+	}
+	rec, err := n.store.Get(key)
+	switch {
+	case errors.Is(err, lsm.ErrNotFound):
+		return encodeGetReply(nil)
+	case err != nil:
+		return encodeError(fmt.Errorf("get: %w", err))
+	}
+	n.clock.observe(rec.Version.Counter)
+	return encodeGetReply(&rec)
+}
+
+// handleHint stores a hint for another node, which this node holds as the
+// next healthy node past the key's preference list.
+func (n *Node) handleHint(req []byte) []byte {
+	target, rec, err := decodeHint(req)
+	if err == nil {
+		err = validToken(target)
+		if err == nil {
+			err = n.checkRecord(&rec)
+		}
+	}
+	if err != nil {
+		n.met.badRequests.WithLabelValues(OpHint).Inc()
+		return encodeError(err)
+	}
+	n.clock.observe(rec.Version.Counter)
+	if _, err := n.hints.add(target, rec); err != nil {
+		return encodeError(fmt.Errorf("store hint: %w", err))
+	}
+	n.met.hintsStored.Inc()
+	n.wakeHandoff()
+	return encodeOK()
+}
