@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/kvs-db/kvs/gateway/internal/node"
+	"github.com/kvs-db/kvs/node"
 )
 
 // ClusterJSON is the body of GET /cluster: the answering node's view of the

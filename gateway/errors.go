@@ -6,7 +6,7 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/kvs-db/kvs/gateway/internal/node"
+	"github.com/kvs-db/kvs/node"
 )
 
 // errorBody is the JSON body of every error response.

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/kvs-db/kvs/gateway/internal/node"
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node"
 )
 
 // fakeNode is an in-memory Node: one replica, a counter for versions, and

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvs-db/kvs/gateway/internal/node"
+	"github.com/kvs-db/kvs/node"
 )
 
 // FuzzKeyFromPath checks that key parsing never panics, accepts only keys

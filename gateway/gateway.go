@@ -33,15 +33,15 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/kvs-db/kvs/gateway/internal/node"
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultMaxValueBytes is the value size limit when Config.MaxValueBytes is
-// zero: 1 MiB (NATS's default max payload) less 8 KiB for the key and the
-// framing of a replication message.
-const DefaultMaxValueBytes = 1<<20 - 8<<10
+// zero: the node's own default, which fits a value with its key and framing
+// in one NATS message.
+const DefaultMaxValueBytes = node.DefaultMaxValueBytes
 
 // Node is what the gateway needs from a kvs node. *node.Node implements it;
 // tests use a fake.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvs-db/kvs/gateway/internal/node"
+	"github.com/kvs-db/kvs/node"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

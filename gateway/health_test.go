@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvs-db/kvs/gateway/internal/node"
+	"github.com/kvs-db/kvs/node"
 )
 
 func TestHealthReadyCluster(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kvs-db/kvs/gateway/internal/node"
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node"
 )
 
 // kvPrefix is the escaped path prefix of the public key-value API.
