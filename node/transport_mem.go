@@ -20,6 +20,7 @@ type MemNetwork struct {
 	paused    map[string]bool
 	partition map[[2]string]bool
 	events    []MemEvent
+	requests  map[string]int // requests addressed to each node
 }
 
 // MemEvent is one event published on a MemNetwork's change feed.
@@ -44,6 +45,7 @@ func NewMemNetwork() *MemNetwork {
 		stopped:   map[string]bool{},
 		paused:    map[string]bool{},
 		partition: map[[2]string]bool{},
+		requests:  map[string]int{},
 	}
 }
 
@@ -90,6 +92,14 @@ func (m *MemNetwork) Heal(a, b string) {
 	delete(m.partition, [2]string{b, a})
 }
 
+// Requests returns the number of requests sent to node id so far, delivered
+// or not.
+func (m *MemNetwork) Requests(id string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.requests[id]
+}
+
 // Events returns the events published so far. The caller owns the slice.
 func (m *MemNetwork) Events() []MemEvent {
 	m.mu.Lock()
@@ -131,6 +141,7 @@ var _ Transport = (*memTransport)(nil)
 func (t *memTransport) Request(ctx context.Context, to, op string, req []byte) ([]byte, error) {
 	m := t.net
 	m.mu.Lock()
+	m.requests[to]++
 	state := m.link(t.id, to)
 	var h *memHandler
 	if n := m.nodes[to]; n != nil {

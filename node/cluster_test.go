@@ -1,0 +1,442 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kvs-db/kvs/lsm"
+)
+
+var three = []string{"n1", "n2", "n3"}
+
+func TestClusterPutGetDelete(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	key, val := []byte("user:42"), []byte("hello")
+
+	v, err := c.node("n1").Put(ctx, key, val, WriteOptions{})
+	if err != nil {
+		t.Fatalf("put via n1: %v", err)
+	}
+	if v.Node != NodeHash("n1") {
+		t.Errorf("version node = %d, want NodeHash(n1) = %d", v.Node, NodeHash("n1"))
+	}
+	for _, id := range []string{"n2", "n3", "n1"} {
+		rec, err := c.node(id).Get(ctx, key, ReadOptions{})
+		if err != nil {
+			t.Fatalf("get via %s: %v", id, err)
+		}
+		if !bytes.Equal(rec.Value, val) || rec.Version != v {
+			t.Errorf("get via %s = %q %v, want %q %v", id, rec.Value, rec.Version, val, v)
+		}
+	}
+
+	dv, err := c.node("n2").Delete(ctx, key, WriteOptions{})
+	if err != nil {
+		t.Fatalf("delete via n2: %v", err)
+	}
+	if !v.Less(dv) {
+		t.Errorf("delete version %v not after put version %v", dv, v)
+	}
+	for _, id := range three {
+		if _, err := c.node(id).Get(ctx, key, ReadOptions{}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("get via %s after delete: err = %v, want ErrNotFound", id, err)
+		}
+	}
+	// Every replica ends up holding the tombstone.
+	waitFor(t, 5*time.Second, "tombstone on every replica", func() bool {
+		for _, id := range three {
+			rec, err := c.node(id).LocalGet(key)
+			if err != nil || !rec.Tombstone || rec.Version != dv {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := c.node("n3").Get(ctx, []byte("never-written"), ReadOptions{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("get of a missing key: err = %v, want ErrNotFound", err)
+	}
+	// Accepted writes are on the change feed.
+	var ops []string
+	for _, e := range c.net.Events() {
+		ops = append(ops, e.Op)
+	}
+	if fmt.Sprint(ops) != "[put delete]" {
+		t.Errorf("events = %v, want [put delete]", ops)
+	}
+}
+
+// A client writes one key 1000 times in sequence, each time through the next
+// node, and reads back its last value through yet another node after every
+// write. The manual clock never moves, so only the HLC and the re-stamp rule
+// order the writes.
+func TestClusterSequentialWritesThroughEveryNode(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	key := []byte("counter")
+	var last lsm.Version
+	for i := range 1000 {
+		val := fmt.Appendf(nil, "v%d", i)
+		v, err := c.node(three[i%3]).Put(ctx, key, val, WriteOptions{})
+		if err != nil {
+			t.Fatalf("write %d via %s: %v", i, three[i%3], err)
+		}
+		if !last.Less(v) {
+			t.Fatalf("write %d got version %v, not after the previous %v", i, v, last)
+		}
+		last = v
+		reader := three[(i+1)%3]
+		rec, err := c.node(reader).Get(ctx, key, ReadOptions{})
+		if err != nil || !bytes.Equal(rec.Value, val) {
+			t.Fatalf("after write %d, get via %s = %q, %v; want %q", i, reader, rec.Value, err, val)
+		}
+	}
+	for _, id := range three {
+		rec, err := c.node(id).Get(ctx, key, ReadOptions{})
+		if err != nil || string(rec.Value) != "v999" {
+			t.Errorf("final get via %s = %q, %v; want v999", id, rec.Value, err)
+		}
+	}
+}
+
+func TestClusterNodeDownAndHandoff(t *testing.T) {
+	for _, mode := range []string{"stopped", "paused"} {
+		t.Run(mode, func(t *testing.T) {
+			c := newTestCluster(t, three, nil)
+			ctx := ctxT(t)
+			if mode == "stopped" {
+				c.stop("n2")
+			} else {
+				// A stalled process: requests to it hang until they time out.
+				c.net.Pause("n2")
+			}
+			c.markDown("n2")
+			sent := c.net.Requests("n2")
+			budget := c.node("n1").cfg.RequestTimeout / 4
+
+			var keys [][]byte
+			var versions []lsm.Version
+			for i := range 50 {
+				coord := []string{"n1", "n3"}[i%2]
+				key := fmt.Appendf(nil, "k%03d", i)
+				start := time.Now()
+				v, err := c.node(coord).Put(ctx, key, key, WriteOptions{W: 2})
+				if err != nil {
+					t.Fatalf("put %s via %s with n2 down: %v", key, coord, err)
+				}
+				if d := time.Since(start); d > budget {
+					t.Errorf("put %s took %v, want well under RequestTimeout", key, d)
+				}
+				start = time.Now()
+				rec, err := c.node(coord).Get(ctx, key, ReadOptions{R: 2})
+				if err != nil || !bytes.Equal(rec.Value, key) {
+					t.Fatalf("get %s via %s with n2 down = %q, %v", key, coord, rec.Value, err)
+				}
+				if d := time.Since(start); d > budget {
+					t.Errorf("get %s took %v, want well under RequestTimeout", key, d)
+				}
+				keys, versions = append(keys, key), append(versions, v)
+			}
+			if got := c.net.Requests("n2"); got != sent {
+				t.Errorf("%d requests sent to n2 while gossip showed it down, want 0", got-sent)
+			}
+			// Hints: in a 3-node cluster the coordinator keeps them.
+			waitFor(t, 5*time.Second, "hints stored", func() bool {
+				return c.node("n1").hints.pendingByTarget()["n2"]+c.node("n3").hints.pendingByTarget()["n2"] == len(keys)
+			})
+			st := c.node("n1").Status()
+			if m := st.Members[1]; m.ID != "n2" || m.Alive || m.HintsPending != 25 {
+				t.Errorf("n1's status of n2 = %+v, want down with 25 hints", m)
+			}
+
+			// W = 3 cannot be met with n2 down: a fast ErrQuorum.
+			start := time.Now()
+			_, err := c.node("n1").Put(ctx, []byte("w3"), []byte("x"), WriteOptions{W: 3})
+			if !errors.Is(err, ErrQuorum) {
+				t.Errorf("put W=3 with n2 down: err = %v, want ErrQuorum", err)
+			}
+			if _, err := c.node("n1").Get(ctx, []byte("k000"), ReadOptions{R: 3}); !errors.Is(err, ErrQuorum) {
+				t.Errorf("get R=3 with n2 down: err = %v, want ErrQuorum", err)
+			}
+			if d := time.Since(start); d > budget {
+				t.Errorf("W=3/R=3 failures took %v, want fast", d)
+			}
+
+			// Bring n2 back: it catches up from the hints.
+			if mode == "stopped" {
+				c.start("n2")
+			} else {
+				c.net.Resume("n2")
+			}
+			c.waitConverged()
+			waitFor(t, 10*time.Second, "n2 caught up by handoff", func() bool {
+				for i, key := range keys {
+					rec, err := c.node("n2").LocalGet(key)
+					if err != nil || rec.Version != versions[i] {
+						return false
+					}
+				}
+				return true
+			})
+			waitFor(t, 5*time.Second, "hints deleted after delivery", func() bool {
+				return c.node("n1").hints.total()+c.node("n3").hints.total() == 0
+			})
+			// And the cluster works at W = 3 again.
+			if _, err := c.node("n2").Put(ctx, []byte("w3"), []byte("x"), WriteOptions{W: 3}); err != nil {
+				t.Errorf("put W=3 after n2's return: %v", err)
+			}
+		})
+	}
+}
+
+// A replica that fails a request (not yet seen down by gossip) gets a hint.
+func TestClusterFailedReplicaGetsHint(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	c.net.Stop("n3") // n3 still looks alive to gossip: requests fail at once
+	if _, err := c.node("n1").Put(ctx, []byte("k"), []byte("v"), WriteOptions{}); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	waitFor(t, 5*time.Second, "hint for n3", func() bool { return c.node("n1").hints.pendingByTarget()["n3"] == 1 })
+	c.net.Start("n3")
+	waitFor(t, 5*time.Second, "n3 has the key", func() bool {
+		rec, err := c.node("n3").LocalGet([]byte("k"))
+		return err == nil && string(rec.Value) == "v"
+	})
+	waitFor(t, 5*time.Second, "hint deleted", func() bool { return c.node("n1").hints.total() == 0 })
+}
+
+// With a fourth node, the hint for a down replica goes to the next healthy
+// node past the key's preference list, which hands it over later.
+func TestClusterSloppyHintOnNextNode(t *testing.T) {
+	ids := []string{"n1", "n2", "n3", "n4"}
+	c := newTestCluster(t, ids, nil)
+	ctx := ctxT(t)
+	r := c.node("n1").mem.ring()
+	key := []byte("sloppy")
+	all := r.PreferenceList(key, 4)
+	target, holder := all[1], all[3] // a replica to take down, the node past the list
+	coord := all[0]
+	c.stop(target)
+	c.markDown(target)
+	if _, err := c.node(coord).Put(ctx, key, []byte("v"), WriteOptions{}); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	waitFor(t, 5*time.Second, "hint on "+holder, func() bool {
+		return c.node(holder).hints.pendingByTarget()[target] == 1
+	})
+	if n := c.node(coord).hints.total(); n != 0 {
+		t.Errorf("coordinator %s keeps %d hints, want 0 (forwarded)", coord, n)
+	}
+	c.start(target)
+	c.waitConverged()
+	waitFor(t, 5*time.Second, target+" has the key", func() bool {
+		rec, err := c.node(target).LocalGet(key)
+		return err == nil && string(rec.Value) == "v"
+	})
+	waitFor(t, 5*time.Second, "hint deleted", func() bool { return c.node(holder).hints.total() == 0 })
+}
+
+func TestClusterReadRepair(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	key := []byte("rr")
+	if _, err := c.node("n1").Put(ctx, key, []byte("old"), WriteOptions{W: 3}); err != nil {
+		t.Fatal(err)
+	}
+	// n1 and n2 get a newer write that n3 misses; a second key is missing on
+	// n3 altogether.
+	newer := lsm.Record{Key: key, Value: []byte("new"), Version: lsm.Version{Counter: c.node("n1").clock.now(), Node: NodeHash("n1")}}
+	missing := lsm.Record{Key: []byte("rr-missing"), Value: []byte("m"), Version: newer.Version}
+	for _, id := range []string{"n1", "n2"} {
+		for _, rec := range []lsm.Record{newer, missing} {
+			if _, applied, err := c.node(id).LocalApply(rec); err != nil || !applied {
+				t.Fatalf("local apply on %s: %v %v", id, applied, err)
+			}
+		}
+	}
+	for _, k := range [][]byte{key, missing.Key} {
+		rec, err := c.node("n3").Get(ctx, k, ReadOptions{R: 3})
+		if err != nil || rec.Version != newer.Version {
+			t.Fatalf("get %s = %v, %v; want version %v", k, rec.Version, err, newer.Version)
+		}
+	}
+	waitFor(t, 5*time.Second, "n3 repaired", func() bool {
+		a, err1 := c.node("n3").LocalGet(key)
+		b, err2 := c.node("n3").LocalGet(missing.Key)
+		return err1 == nil && err2 == nil && string(a.Value) == "new" && string(b.Value) == "m"
+	})
+}
+
+func TestClusterBadRequests(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	n := c.node("n1")
+	for _, tc := range []struct {
+		name string
+		err  error
+		do   func() error
+	}{
+		{"empty key", ErrInvalidKey, func() error { _, err := n.Put(ctx, nil, []byte("v"), WriteOptions{}); return err }},
+		{"long key", ErrInvalidKey, func() error {
+			_, err := n.Put(ctx, make([]byte, MaxKeyBytes+1), nil, WriteOptions{})
+			return err
+		}},
+		{"long key get", ErrInvalidKey, func() error { _, err := n.Get(ctx, make([]byte, MaxKeyBytes+1), ReadOptions{}); return err }},
+		{"empty key delete", ErrInvalidKey, func() error { _, err := n.Delete(ctx, []byte{}, WriteOptions{}); return err }},
+		{"value too large", ErrValueTooLarge, func() error {
+			_, err := n.Put(ctx, []byte("k"), make([]byte, DefaultMaxValueBytes+1), WriteOptions{})
+			return err
+		}},
+		{"W too large", ErrInvalidQuorum, func() error { _, err := n.Put(ctx, []byte("k"), nil, WriteOptions{W: 4}); return err }},
+		{"W negative", ErrInvalidQuorum, func() error { _, err := n.Delete(ctx, []byte("k"), WriteOptions{W: -1}); return err }},
+		{"R too large", ErrInvalidQuorum, func() error { _, err := n.Get(ctx, []byte("k"), ReadOptions{R: 4}); return err }},
+		{"local apply zero version", ErrMalformed, func() error { _, _, err := n.LocalApply(lsm.Record{Key: []byte("k")}); return err }},
+	} {
+		if err := tc.do(); !errors.Is(err, tc.err) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	// Largest key and value are fine.
+	if _, err := n.Put(ctx, bytes.Repeat([]byte("k"), MaxKeyBytes), make([]byte, DefaultMaxValueBytes), WriteOptions{}); err != nil {
+		t.Errorf("put of the largest key and value: %v", err)
+	}
+}
+
+// A malformed internal message gets an error reply and changes nothing.
+func TestReplicaMalformedMessage(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	peer := c.net.Transport("prober")
+	good := lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: lsm.Version{Counter: 1 << 40, Node: 7}}
+	put := encodePut(&good)
+	for _, tc := range []struct {
+		name, op string
+		req      []byte
+	}{
+		{"empty", OpPut, nil},
+		{"garbage", OpPut, []byte("garbage")},
+		{"truncated", OpPut, put[:len(put)-1]},
+		{"trailing", OpPut, append(bytes.Clone(put), 0)},
+		{"wrong type", OpPut, encodeGet([]byte("k"))},
+		{"tombstone with value", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: good.Version, Tombstone: true})},
+		{"zero version", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Value: []byte("v")})},
+		{"long key", OpPut, encodePut(&lsm.Record{Key: make([]byte, MaxKeyBytes+1), Version: good.Version})},
+		{"huge value", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Value: make([]byte, DefaultMaxValueBytes+1), Version: good.Version})},
+		{"get garbage", OpGet, []byte{msgGet, 0xff}},
+		{"get empty key", OpGet, []byte{msgGet, 0}},
+		{"hint garbage", OpHint, []byte{msgHint, 5, 'x'}},
+		{"hint bad target", OpHint, encodeHint("a.b", &good)},
+	} {
+		rep, err := peer.Request(ctx, "n1", tc.op, tc.req)
+		if err != nil {
+			t.Fatalf("%s: request: %v", tc.name, err)
+		}
+		if len(rep) == 0 || rep[0] != msgError {
+			t.Errorf("%s: reply %x, want an error reply", tc.name, rep)
+		}
+	}
+	if _, err := c.node("n1").LocalGet([]byte("k")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after malformed puts, n1 holds k: err = %v", err)
+	}
+	if n := c.node("n1").hints.total(); n != 0 {
+		t.Errorf("after malformed hints, n1 holds %d hints", n)
+	}
+	// The well-formed request works.
+	rep, err := peer.Request(ctx, "n1", OpPut, put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, applied, err := decodeAck(rep); err != nil || !applied || held != good.Version {
+		t.Errorf("good put: ack %v %v %v", held, applied, err)
+	}
+	// A record seen on the wire advances the clock past it.
+	if c := c.node("n1").clock.now(); c <= good.Version.Counter {
+		t.Errorf("clock %d not past the observed %d", c, good.Version.Counter)
+	}
+}
+
+func TestRestartWithPersistedRingIsReadyAtOnce(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	if _, err := c.node("n1").Put(ctx, []byte("k"), []byte("v"), WriteOptions{W: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.stop("n1")
+	c.stop("n2")
+	c.stop("n3")
+	n1 := c.start("n1") // alone, NeedPeers = 2, but it has a persisted ring
+	if err := n1.Ready(); err != nil {
+		t.Fatalf("restarted n1 not ready: %v", err)
+	}
+	if got := n1.mem.ring().Members(); fmt.Sprint(got) != "[n1 n2 n3]" {
+		t.Errorf("restarted ring = %v", got)
+	}
+	if rec, err := n1.LocalGet([]byte("k")); err != nil || string(rec.Value) != "v" {
+		t.Errorf("restarted n1 local get = %q, %v", rec.Value, err)
+	}
+	// Its peers are presumed up until DownAfter passes unheard.
+	if st := n1.Status(); !st.Members[1].Alive || st.N != 3 {
+		t.Errorf("status after restart = %+v", st)
+	}
+}
+
+func TestFreshNodeWaitsForPeers(t *testing.T) {
+	net := NewMemNetwork()
+	clock := newManualClock()
+	mk := func(id string, need int) *Node {
+		db, err := lsm.Open(lsm.Options{Dir: "/db", FS: lsm.NewMemFS()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		n, err := New(Config{ID: id, NeedPeers: need, GossipInterval: testGossip, DataDir: t.TempDir(),
+			Store: db, Transport: net.Transport(id), Clock: clock, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	a := mk("a", 1)
+	if err := a.Ready(); !errors.Is(err, ErrNotReady) {
+		t.Errorf("before Start: Ready = %v", err)
+	}
+	if err := a.Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	err := a.Ready()
+	if !errors.Is(err, ErrNotReady) {
+		t.Fatalf("fresh node alone: Ready = %v, want ErrNotReady", err)
+	}
+	if _, err := a.Put(ctxT(t), []byte("k"), []byte("v"), WriteOptions{}); !errors.Is(err, ErrNotReady) {
+		t.Errorf("put on a node that is not ready: %v", err)
+	}
+	b := mk("b", 0) // a single-node setting: ready at once
+	if err := b.Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(); err != nil {
+		t.Errorf("NeedPeers = 0: Ready = %v", err)
+	}
+	waitFor(t, 5*time.Second, "a ready after hearing b", func() bool { return a.Ready() == nil })
+	waitFor(t, 5*time.Second, "both rings hold a and b", func() bool {
+		return a.mem.ring().Len() == 2 && b.mem.ring().Len() == 2
+	})
+	// N, W and R are capped at the two members.
+	if st := a.Status(); st.N != 2 || st.W != 2 || st.R != 2 || len(st.Members) != 2 {
+		t.Errorf("status = %+v", st)
+	}
+	if _, err := a.Put(ctxT(t), []byte("k"), []byte("v"), WriteOptions{}); err != nil {
+		t.Errorf("put on a two-node ring: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ready(); !errors.Is(err, ErrNotReady) {
+		t.Errorf("after Close: Ready = %v", err)
+	}
+}

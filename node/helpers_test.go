@@ -1,0 +1,236 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvs-db/kvs/lsm"
+)
+
+// manualClock is a Clock that moves only when told.
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newManualClock() *manualClock {
+	return &manualClock{t: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("KVS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// testCluster is an in-process cluster on a MemNetwork with a manual clock.
+// Each node's replica store is an lsm.DB on its own MemFS (kept across
+// restarts); its DataDir (ring, hints) is on disk.
+type testCluster struct {
+	t     *testing.T
+	net   *MemNetwork
+	clock *manualClock
+	ids   []string
+	tune  func(*Config)
+
+	mu     sync.Mutex
+	nodes  map[string]*Node
+	stores map[string]*lsm.DB
+	fs     map[string]*lsm.MemFS
+	dirs   map[string]string
+}
+
+const testGossip = 10 * time.Millisecond
+
+func newTestCluster(t *testing.T, ids []string, tune func(*Config)) *testCluster {
+	c := &testCluster{
+		t:      t,
+		net:    NewMemNetwork(),
+		clock:  newManualClock(),
+		ids:    ids,
+		tune:   tune,
+		nodes:  map[string]*Node{},
+		stores: map[string]*lsm.DB{},
+		fs:     map[string]*lsm.MemFS{},
+		dirs:   map[string]string{},
+	}
+	root := t.TempDir()
+	for _, id := range ids {
+		c.fs[id] = lsm.NewMemFS()
+		c.dirs[id] = filepath.Join(root, id)
+	}
+	t.Cleanup(c.closeAll)
+	for _, id := range ids {
+		c.start(id)
+	}
+	c.waitConverged()
+	return c
+}
+
+func (c *testCluster) config(id string) Config {
+	cfg := Config{
+		ID:             id,
+		HTTPAddr:       "http://" + id,
+		GossipInterval: testGossip,
+		DownAfter:      time.Second, // of the manual clock: moves only when advanced
+		RequestTimeout: 2 * time.Second,
+		NeedPeers:      len(c.ids) - 1,
+		DataDir:        c.dirs[id],
+		Transport:      c.net.Transport(id),
+		Clock:          c.clock,
+		Logger:         testLogger(c.t).With("test", c.t.Name()),
+	}
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
+	return cfg
+}
+
+// start opens id's store and starts its node (again after stop).
+func (c *testCluster) start(id string) *Node {
+	c.t.Helper()
+	db, err := lsm.Open(lsm.Options{Dir: "/db", FS: c.fs[id], Now: c.clock.Now})
+	if err != nil {
+		c.t.Fatalf("open store %s: %v", id, err)
+	}
+	cfg := c.config(id)
+	cfg.Store = db
+	n, err := New(cfg)
+	if err != nil {
+		c.t.Fatalf("new %s: %v", id, err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		c.t.Fatalf("start %s: %v", id, err)
+	}
+	c.net.Start(id)
+	c.mu.Lock()
+	c.nodes[id], c.stores[id] = n, db
+	c.mu.Unlock()
+	return n
+}
+
+// stop closes id's node and store and makes it unreachable, as a killed
+// process.
+func (c *testCluster) stop(id string) {
+	c.t.Helper()
+	c.net.Stop(id)
+	c.mu.Lock()
+	n, db := c.nodes[id], c.stores[id]
+	delete(c.nodes, id)
+	delete(c.stores, id)
+	c.mu.Unlock()
+	if err := n.Close(); err != nil {
+		c.t.Errorf("close %s: %v", id, err)
+	}
+	if err := db.Close(); err != nil {
+		c.t.Errorf("close store %s: %v", id, err)
+	}
+}
+
+func (c *testCluster) node(id string) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
+}
+
+func (c *testCluster) closeAll() {
+	c.mu.Lock()
+	ids := make([]string, 0, len(c.nodes))
+	for id := range c.nodes {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.stop(id)
+	}
+}
+
+// waitConverged waits until every running node is ready, knows every ID in
+// its ring and sees every running node alive.
+func (c *testCluster) waitConverged() {
+	c.t.Helper()
+	waitFor(c.t, 10*time.Second, "cluster converged", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, n := range c.nodes {
+			if n.Ready() != nil || n.mem.ring().Len() != len(c.ids) {
+				return false
+			}
+			for id := range c.nodes {
+				if !n.mem.alive(id) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// markDown advances the clock past DownAfter and waits until every running
+// node sees the ids down and the other running nodes alive.
+func (c *testCluster) markDown(ids ...string) {
+	c.t.Helper()
+	c.clock.Advance(2 * time.Second)
+	waitFor(c.t, 10*time.Second, fmt.Sprintf("%v seen down", ids), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for nid, n := range c.nodes {
+			if slices.Contains(ids, nid) {
+				continue // a paused node sees nothing
+			}
+			for _, id := range ids {
+				if n.mem.alive(id) {
+					// A heartbeat in flight when the node stopped can land
+					// after the clock moved: let more time pass.
+					c.clock.Advance(2 * time.Second)
+					return false
+				}
+			}
+			for id := range c.nodes {
+				if !slices.Contains(ids, id) && !n.mem.alive(id) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
