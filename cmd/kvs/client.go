@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// defaultURL is the node the client commands talk to: node1 of `kvs dev`.
+const defaultURL = "http://127.0.0.1:8081"
+
+// urlFlag and timeoutFlag are shared by the client commands.
+func urlFlag() cli.Flag {
+	return &cli.StringFlag{Name: "url", Value: defaultURL, Usage: "base URL of a kvs node", EnvVars: envVars("url")}
+}
+
+func timeoutFlag(d time.Duration) cli.Flag {
+	return &cli.DurationFlag{Name: "timeout", Value: d, Usage: "timeout of the whole request", EnvVars: envVars("timeout")}
+}
+
+// baseURL parses the --url flag: an http or https URL with a host and no
+// query; a trailing slash is dropped.
+func baseURL(c *cli.Context) (string, error) {
+	raw := c.String("url")
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", usageError("--url %q: %v", raw, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", usageError("--url %q: want http://host:port", raw)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// escapeKey percent-encodes a key for the /kv/{key} path: every byte but
+// ASCII letters, digits and "-_.~" is escaped, and so are the dots of a key
+// made only of dots, so that no proxy or client mistakes it for "." or "..".
+func escapeKey(key string) string {
+	const hex = "0123456789ABCDEF"
+	allDots := strings.Trim(key, ".") == ""
+	var b strings.Builder
+	b.Grow(len(key))
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '_', c == '~', c == '.' && !allDots:
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
+}
+
+// keyURL is the URL of key on the node at base, with an optional quorum
+// parameter (name=value, when value > 0).
+func keyURL(base, key, name string, value int) string {
+	u := base + "/kv/" + escapeKey(key)
+	if value > 0 {
+		u += fmt.Sprintf("?%s=%d", name, value)
+	}
+	return u
+}
+
+// newHTTPClient is the client of the one-shot commands: no redirects
+// followed, the given overall timeout.
+func newHTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// responseError turns a non-2xx response into an error carrying the
+// server's {"error": ...} message (or the start of its body).
+func responseError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var eb struct {
+		Error string `json:"error"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+		msg = eb.Error
+	}
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, msg)
+}
+
+// checkQuorumFlag refuses a negative --w or --r.
+func checkQuorumFlag(c *cli.Context, name string) (int, error) {
+	v := c.Int(name)
+	if v < 0 {
+		return 0, usageError("--%s %d: want 1 to N, or 0 for the node's default", name, v)
+	}
+	return v, nil
+}

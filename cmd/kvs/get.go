@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+func getCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "print the value of a key",
+		ArgsUsage: "KEY",
+		Description: "Writes the value of KEY to stdout as it is (no newline added). Exits 1\n" +
+			"with \"not found\" when the key is missing or deleted.",
+		Flags: []cli.Flag{
+			urlFlag(),
+			&cli.IntFlag{Name: "r", Usage: "read quorum for this request, 1 to N (0: the node's default)", EnvVars: envVars("r")},
+			&cli.BoolFlag{Name: "show-version", Usage: "print the value's version on stderr", EnvVars: envVars("show-version")},
+			timeoutFlag(30 * time.Second),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("get wants KEY, got %d arguments", c.NArg())
+			}
+			base, err := baseURL(c)
+			if err != nil {
+				return err
+			}
+			r, err := checkQuorumFlag(c, "r")
+			if err != nil {
+				return err
+			}
+			req, err := http.NewRequestWithContext(c.Context, http.MethodGet, keyURL(base, c.Args().Get(0), "r", r), nil)
+			if err != nil {
+				return err
+			}
+			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusNotFound:
+				return cli.Exit("not found", 1)
+			case resp.StatusCode/100 != 2:
+				return responseError(resp)
+			}
+			if c.Bool("show-version") {
+				fmt.Fprintf(c.App.ErrWriter, "version %s\n", resp.Header.Get("X-Kvs-Version"))
+			}
+			_, err = io.Copy(c.App.Writer, resp.Body)
+			return err
+		},
+	}
+}

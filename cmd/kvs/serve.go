@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvs-db/kvs/bus"
+	"github.com/kvs-db/kvs/gateway"
+	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node"
+)
+
+// serveOptions is the validated command line of `kvs serve`.
+type serveOptions struct {
+	id            string
+	httpAddr      string   // listen address of the gateway
+	dataDir       string   // store in dataDir/store, ring and hints in dataDir
+	natsHost      string   // listen host of the NATS client and route ports
+	natsPort      int      // NATS client port
+	clusterPort   int      // NATS route port
+	advertise     string   // route address peers dial (host:port)
+	seeds         []string // route addresses of seed nodes
+	cluster       string
+	secret        string
+	n, w, r       int
+	vnodes        int
+	sync          lsm.SyncPolicy
+	maxValue      int
+	gossip        time.Duration
+	downAfter     time.Duration
+	reqTimeout    time.Duration
+	shutdownAfter time.Duration
+	logLevel      string
+	logFormat     string
+}
+
+// defaultNodeID is the host name up to its first dot when that is a valid
+// node ID, else "node1".
+func defaultNodeID() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "node1"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	if h == "" || strings.ContainsAny(h, "*> \t") {
+		return "node1"
+	}
+	return h
+}
+
+func serveFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "id", Value: defaultNodeID(), Usage: "node ID, unique in the cluster (no '.', '*', '>' or spaces)", EnvVars: envVars("id")},
+		&cli.StringFlag{Name: "http", Value: ":8080", Usage: "HTTP listen address of the API", EnvVars: envVars("http")},
+		&cli.StringFlag{Name: "data", Value: "./kvs-data", Usage: "data directory (store, ring, hints)", EnvVars: envVars("data")},
+		&cli.StringFlag{Name: "nats-host", Value: bus.DefaultHost, Usage: "listen host of the NATS client and cluster ports", EnvVars: envVars("nats-host")},
+		&cli.IntFlag{Name: "nats-port", Value: bus.DefaultClientPort, Usage: "NATS client port (for the nats CLI)", EnvVars: envVars("nats-port")},
+		&cli.IntFlag{Name: "cluster-port", Value: bus.DefaultClusterPort, Usage: "NATS cluster (route) port that peers dial", EnvVars: envVars("cluster-port")},
+		&cli.StringFlag{Name: "advertise", Usage: "`host[:port]` peers dial for routes to this node (default: --nats-host, or this machine's first IPv4 address)", EnvVars: envVars("advertise")},
+		&cli.StringFlag{Name: "seeds", Usage: "comma-separated cluster addresses (`host:port,...`) of seed nodes; may include this node", EnvVars: envVars("seeds")},
+		&cli.StringFlag{Name: "cluster", Value: node.DefaultCluster, Usage: "cluster name", EnvVars: envVars("cluster")},
+		&cli.StringFlag{Name: "cluster-secret", Usage: "shared secret required on NATS routes and connections and on /internal/*", EnvVars: envVars("cluster-secret")},
+		&cli.IntFlag{Name: "n", Value: node.DefaultN, Usage: "replicas per key (capped at the number of ring members)", EnvVars: envVars("n")},
+		&cli.IntFlag{Name: "w", Value: node.DefaultW, Usage: "default write quorum", EnvVars: envVars("w")},
+		&cli.IntFlag{Name: "r", Value: node.DefaultR, Usage: "default read quorum", EnvVars: envVars("r")},
+		&cli.IntFlag{Name: "vnodes", Value: 100, Usage: "virtual nodes per ring member", EnvVars: envVars("vnodes")},
+		&cli.StringFlag{Name: "sync", Value: "always", Usage: "WAL fsync policy: always (an ack means on disk), interval or none", EnvVars: envVars("sync")},
+		&cli.IntFlag{Name: "max-value-bytes", Value: node.DefaultMaxValueBytes, Usage: "largest value accepted", EnvVars: envVars("max-value-bytes")},
+		&cli.DurationFlag{Name: "gossip-interval", Value: node.DefaultGossipInterval, Usage: "heartbeat period", EnvVars: envVars("gossip-interval")},
+		&cli.DurationFlag{Name: "down-after", Usage: "silence after which a peer is down (default 3 gossip intervals)", EnvVars: envVars("down-after")},
+		&cli.DurationFlag{Name: "request-timeout", Value: node.DefaultRequestTimeout, Usage: "timeout of one request to one replica", EnvVars: envVars("request-timeout")},
+		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "how long shutdown waits for in-flight HTTP requests", EnvVars: envVars("shutdown-timeout")},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envVars("log-level")},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envVars("log-format")},
+	}
+}
+
+// runServe runs a node until ctx ends; tests replace it to check parsing.
+var runServe = serveNode
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run one node: embedded NATS, storage, replication and the HTTP API",
+		Description: "With no flags, runs a working single-node store: HTTP on :8080, NATS on 4222,\n" +
+			"data in ./kvs-data. To form a cluster, give each node a unique --id and the\n" +
+			"cluster addresses of the others in --seeds.",
+		Flags: serveFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError("serve takes no arguments, got %q", c.Args().Slice())
+			}
+			opts, err := parseServeOptions(c)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			return runServe(c.Context, opts, c.App.ErrWriter)
+		},
+	}
+}
+
+// parseServeOptions reads and checks the flags of serve.
+func parseServeOptions(c *cli.Context) (serveOptions, error) {
+	o := serveOptions{
+		id:            c.String("id"),
+		httpAddr:      c.String("http"),
+		dataDir:       c.String("data"),
+		natsHost:      c.String("nats-host"),
+		natsPort:      c.Int("nats-port"),
+		clusterPort:   c.Int("cluster-port"),
+		cluster:       c.String("cluster"),
+		secret:        c.String("cluster-secret"),
+		n:             c.Int("n"),
+		w:             c.Int("w"),
+		r:             c.Int("r"),
+		vnodes:        c.Int("vnodes"),
+		maxValue:      c.Int("max-value-bytes"),
+		gossip:        c.Duration("gossip-interval"),
+		downAfter:     c.Duration("down-after"),
+		reqTimeout:    c.Duration("request-timeout"),
+		shutdownAfter: c.Duration("shutdown-timeout"),
+		logLevel:      c.String("log-level"),
+		logFormat:     c.String("log-format"),
+	}
+	var err error
+	if o.sync, err = lsm.ParseSyncPolicy(c.String("sync")); err != nil {
+		return o, fmt.Errorf("--sync: %w", err)
+	}
+	if o.seeds, err = splitHostPorts(c.String("seeds")); err != nil {
+		return o, fmt.Errorf("--seeds: %w", err)
+	}
+	if o.advertise, err = advertiseAddr(c.String("advertise"), o.clusterPort); err != nil {
+		return o, fmt.Errorf("--advertise: %w", err)
+	}
+	switch {
+	case o.id == "":
+		return o, errors.New("--id must not be empty")
+	case o.dataDir == "":
+		return o, errors.New("--data must not be empty")
+	case o.natsPort < 1 || o.natsPort > 65535:
+		return o, fmt.Errorf("--nats-port %d: want 1 to 65535", o.natsPort)
+	case o.clusterPort < 1 || o.clusterPort > 65535:
+		return o, fmt.Errorf("--cluster-port %d: want 1 to 65535", o.clusterPort)
+	case o.natsPort == o.clusterPort:
+		return o, fmt.Errorf("--nats-port and --cluster-port are both %d", o.natsPort)
+	case o.shutdownAfter <= 0:
+		return o, errors.New("--shutdown-timeout must be positive")
+	}
+	if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
+		return o, fmt.Errorf("--http %q: %w", o.httpAddr, err)
+	}
+	if _, err := newLogger(io.Discard, o.logLevel, o.logFormat); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// splitHostPorts splits a comma-separated list of host:port addresses,
+// ignoring empty items.
+func splitHostPorts(list string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		if p, err := strconv.Atoi(port); host == "" || err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("%q: want host:port", s)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// advertiseAddr returns the route address to advertise: s as host:port, s
+// with the cluster port when it is a bare host, or "" (the bus picks) when
+// s is empty.
+func advertiseAddr(s string, clusterPort int) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	if _, _, err := net.SplitHostPort(s); err == nil {
+		return s, nil
+	}
+	if strings.Contains(strings.Trim(s, "[]"), ":") && !strings.HasPrefix(s, "[") {
+		// A bare IPv6 address.
+		return net.JoinHostPort(s, strconv.Itoa(clusterPort)), nil
+	}
+	return net.JoinHostPort(strings.Trim(s, "[]"), strconv.Itoa(clusterPort)), nil
+}
+
+// isSelf reports whether the seed address names this node's own route
+// listener: its port is the cluster port and its host is the advertised
+// host, a loopback or unspecified address, or this machine's name.
+func isSelf(seed, advertise string, clusterPort int) bool {
+	if seed == advertise {
+		return true
+	}
+	host, port, err := net.SplitHostPort(seed)
+	if err != nil || port != strconv.Itoa(clusterPort) {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+		return true
+	}
+	if host == "localhost" {
+		return true
+	}
+	if ah, _, err := net.SplitHostPort(advertise); err == nil && ah == host {
+		return true
+	}
+	if h, err := os.Hostname(); err == nil && (h == host || strings.SplitN(h, ".", 2)[0] == host) {
+		return true
+	}
+	return false
+}
+
+// httpAdvertise is the HTTP address this node tells its peers: the listen
+// address, with an unspecified host replaced by the advertised route host.
+func httpAdvertise(listen, routeAdvertise string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return listen
+	}
+	if ah, _, err := net.SplitHostPort(routeAdvertise); err == nil && ah != "" {
+		return net.JoinHostPort(ah, port)
+	}
+	return net.JoinHostPort(defaultNodeID(), port)
+}
+
+// serveNode runs one node until ctx ends, then shuts down in order: HTTP
+// (in-flight requests finish), node, bus, storage. Logs go to logOut.
+func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error) {
+	base, err := newLogger(logOut, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	// bus and node name the node in their own logs; the rest do here.
+	log := base.With("node", o.id)
+
+	// Everything opened is closed in reverse order, also on a failed start.
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			if cerr := closers[i](); cerr != nil {
+				log.Error("shutdown", "err", cerr)
+				err = errors.Join(err, cerr)
+			}
+		}
+		if err == nil {
+			log.Info("stopped")
+		}
+	}()
+
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	db, err := lsm.Open(lsm.Options{
+		Dir:    filepath.Join(o.dataDir, "store"),
+		Sync:   o.sync,
+		Logger: log.With("component", "lsm"),
+	})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	closers = append(closers, db.Close)
+
+	needPeers := 0
+	for _, s := range o.seeds {
+		if !isSelf(s, o.advertise, o.clusterPort) {
+			needPeers = 1
+			break
+		}
+	}
+	b, err := bus.Start(bus.Config{
+		NodeID:         o.id,
+		Cluster:        o.cluster,
+		Host:           o.natsHost,
+		ClientPort:     o.natsPort,
+		ClusterPort:    o.clusterPort,
+		Advertise:      o.advertise,
+		Seeds:          o.seeds,
+		Secret:         o.secret,
+		RequestTimeout: o.reqTimeout,
+		Logger:         base.With("component", "bus"),
+	})
+	if err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	closers = append(closers, b.Close)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	n, err := node.New(node.Config{
+		ID:             o.id,
+		Cluster:        o.cluster,
+		HTTPAddr:       httpAdvertise(o.httpAddr, b.AdvertiseAddr()),
+		N:              o.n,
+		W:              o.w,
+		R:              o.r,
+		VNodes:         o.vnodes,
+		GossipInterval: o.gossip,
+		DownAfter:      o.downAfter,
+		RequestTimeout: o.reqTimeout,
+		MaxValueBytes:  o.maxValue,
+		NeedPeers:      needPeers,
+		DataDir:        o.dataDir,
+		Store:          db,
+		Transport:      node.NewNATSTransport(b),
+		Logger:         base.With("component", "node"),
+		Registerer:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	closers = append(closers, n.Close)
+
+	gw, err := gateway.New(gateway.Config{
+		Node:          n,
+		Secret:        o.secret,
+		MaxValueBytes: o.maxValue,
+		Registerer:    reg,
+		Gatherer:      reg,
+		Logger:        log.With("component", "http"),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("serving",
+		"http", ln.Addr().String(),
+		"nats", b.ClientURL(),
+		"cluster_addr", b.ClusterAddr(),
+		"advertise", b.AdvertiseAddr(),
+		"seeds", o.seeds,
+		"data", o.dataDir,
+		"sync", o.sync.String(),
+		"need_peers", needPeers)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-served:
+		return fmt.Errorf("http: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownAfter)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+		srv.Close()
+	}
+	return nil
+}

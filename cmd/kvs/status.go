@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvs-db/kvs/gateway"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the cluster as one node sees it: members, liveness, ownership, hints",
+		Flags: []cli.Flag{
+			urlFlag(),
+			&cli.BoolFlag{Name: "json", Usage: "print the node's /cluster JSON as it is", EnvVars: envVars("json")},
+			timeoutFlag(10 * time.Second),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError("status takes no arguments")
+			}
+			base, err := baseURL(c)
+			if err != nil {
+				return err
+			}
+			req, err := http.NewRequestWithContext(c.Context, http.MethodGet, base+"/cluster", nil)
+			if err != nil {
+				return err
+			}
+			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return responseError(resp)
+			}
+			body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				_, err := c.App.Writer.Write(body)
+				return err
+			}
+			var st gateway.ClusterJSON
+			if err := json.Unmarshal(body, &st); err != nil {
+				return fmt.Errorf("decoding /cluster: %w", err)
+			}
+			return printStatus(c.App.Writer, st, time.Now())
+		},
+	}
+}
+
+// printStatus writes st as a header line and a table of members.
+func printStatus(w io.Writer, st gateway.ClusterJSON, now time.Time) error {
+	ready := "ready"
+	if !st.Ready {
+		ready = "NOT READY"
+	}
+	fmt.Fprintf(w, "cluster %s, seen from %s (%s), N=%d W=%d R=%d\n\n", st.Cluster, st.Self, ready, st.N, st.W, st.R)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tHTTP\tALIVE\tOWNERSHIP\tHINTS PENDING\tLAST SEEN")
+	for _, m := range st.Members {
+		alive := "yes"
+		if !m.Alive {
+			alive = "NO"
+		}
+		seen := "never"
+		if m.LastSeen != nil {
+			seen = now.Sub(*m.LastSeen).Round(100*time.Millisecond).String() + " ago"
+			if m.ID == st.Self {
+				seen = "-"
+			}
+		}
+		httpAddr := m.HTTPAddr
+		if httpAddr == "" {
+			httpAddr = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%d\t%s\n", m.ID, httpAddr, alive, 100*m.Ownership, m.HintsPending, seen)
+	}
+	return tw.Flush()
+}
