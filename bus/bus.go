@@ -88,40 +88,26 @@ func Start(cfg Config) (*Bus, error) {
 		subjects: Subjects{Cluster: cfg.Cluster},
 		subs:     make(map[*nats.Subscription]struct{}),
 	}
-	b.logs = newSlogAdapter(b.log)
 
-	clusterPort := cfg.ClusterPort
-	if clusterPort == -1 {
-		// The advertised address must name the port, so pick it now.
-		p, err := freePort(cfg.Host)
-		if err != nil {
-			return nil, fmt.Errorf("bus: pick cluster port: %w", err)
+	// A random cluster port is picked before the server starts, because
+	// the advertised address must name it; in the moment between picking
+	// and listening another socket may take it, so try a few.
+	attempts := 1
+	if cfg.ClusterPort == -1 {
+		attempts = 3
+	}
+	var (
+		srv *server.Server
+		err error
+	)
+	for range attempts {
+		srv, err = b.startServer()
+		if err == nil {
+			break
 		}
-		clusterPort = p
 	}
-	b.advert = cfg.Advertise
-	if b.advert == "" {
-		b.advert = net.JoinHostPort(defaultAdvertiseHost(cfg.Host), strconv.Itoa(clusterPort))
-	}
-
-	opts, err := serverOptions(cfg, clusterPort, b.advert)
 	if err != nil {
 		return nil, err
-	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("bus: new nats server: %w", err)
-	}
-	ctx := context.Background()
-	srv.SetLoggerV2(b.logs, log.Enabled(ctx, slog.LevelDebug), log.Enabled(ctx, LevelTrace), false)
-	srv.Start()
-	if !srv.ReadyForConnections(startTimeout) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		if err := b.logs.fatalErr(); err != nil {
-			return nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, err)
-		}
-		return nil, fmt.Errorf("bus: start nats server %s: not ready after %v", cfg.NodeID, startTimeout)
 	}
 	b.srv = srv
 	if a := srv.ClusterAddr(); a != nil {
@@ -169,8 +155,51 @@ func Start(cfg Config) (*Bus, error) {
 	return b, nil
 }
 
+// startServer starts the embedded server and waits until it listens. It
+// sets b.advert.
+func (b *Bus) startServer() (*server.Server, error) {
+	cfg := b.cfg
+	clusterPort := cfg.ClusterPort
+	if clusterPort == -1 {
+		p, err := freePort(cfg.Host)
+		if err != nil {
+			return nil, fmt.Errorf("bus: pick cluster port: %w", err)
+		}
+		clusterPort = p
+	}
+	b.advert = cfg.Advertise
+	if b.advert == "" {
+		b.advert = net.JoinHostPort(defaultAdvertiseHost(cfg.Host), strconv.Itoa(clusterPort))
+	}
+	opts := serverOptions(cfg, clusterPort, b.advert)
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("bus: new nats server %s: %w", cfg.NodeID, err)
+	}
+	b.logs = newSlogAdapter(b.log)
+	ctx := context.Background()
+	srv.SetLoggerV2(b.logs, b.log.Enabled(ctx, slog.LevelDebug), b.log.Enabled(ctx, LevelTrace), false)
+	srv.Start()
+	// The server reports a failed listen through Fatalf and stops; do not
+	// wait out the whole timeout in that case.
+	deadline := time.Now().Add(startTimeout)
+	for !srv.ReadyForConnections(20 * time.Millisecond) {
+		ferr := b.logs.fatalErr()
+		if ferr == nil && time.Now().Before(deadline) {
+			continue
+		}
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		if ferr != nil {
+			return nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, ferr)
+		}
+		return nil, fmt.Errorf("bus: start nats server %s: not listening after %v", cfg.NodeID, startTimeout)
+	}
+	return srv, nil
+}
+
 // serverOptions builds the nats-server options for cfg.
-func serverOptions(cfg Config, clusterPort int, advertise string) (*server.Options, error) {
+func serverOptions(cfg Config, clusterPort int, advertise string) *server.Options {
 	app := server.NewAccount(AppAccount)
 	sys := server.NewAccount(SystemAccount)
 	opts := &server.Options{
@@ -217,7 +246,7 @@ func serverOptions(cfg Config, clusterPort int, advertise string) (*server.Optio
 		}
 		opts.Routes = append(opts.Routes, u)
 	}
-	return opts, nil
+	return opts
 }
 
 // freePort returns a TCP port that was free on host a moment ago.

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -35,7 +36,7 @@ func (w *tWriter) Write(p []byte) (int, error) {
 
 func testLogger(t testing.TB) *slog.Logger {
 	if _, ok := t.(*testing.B); ok {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	}
 	return slog.New(slog.NewTextHandler(&tWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
@@ -369,7 +370,9 @@ func TestHandlerPanicAndEmptyReply(t *testing.T) {
 	if _, err := b.Request(context.Background(), subj, []byte("panic")); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("panicking handler: err = %v, want ErrUnreachable", err)
 	}
-	got, err := b.Request(context.Background(), subj, []byte("fine"))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	got, err := b.Request(ctx, subj, []byte("fine"))
 	if err != nil || len(got) != 0 {
 		t.Errorf("nil reply: got %q, %v; want an empty reply", got, err)
 	}
@@ -427,5 +430,27 @@ func TestPublishSubscribeAcrossNodes(t *testing.T) {
 		case <-deadline:
 			t.Fatal("heartbeat never arrived")
 		}
+	}
+}
+
+func TestStartFailsFastWhenPortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := testConfig(t, "n1")
+	cfg.ClusterPort = ln.Addr().(*net.TCPAddr).Port
+	t0 := time.Now()
+	b, err := Start(cfg)
+	if err == nil {
+		b.Close()
+		t.Fatal("Start succeeded on a taken port")
+	}
+	if !strings.Contains(err.Error(), "router port") {
+		t.Errorf("err = %v, want the listen error", err)
+	}
+	if d := time.Since(t0); d > startTimeout/2 {
+		t.Errorf("Start took %v to fail", d)
 	}
 }
