@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kvs-db/kvs/lsm"
 )
@@ -311,7 +315,9 @@ func TestReplicaMalformedMessage(t *testing.T) {
 	c := newTestCluster(t, three, nil)
 	ctx := ctxT(t)
 	peer := c.net.Transport("prober")
-	good := lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: lsm.Version{Counter: 1 << 40, Node: 7}}
+	// A version 1<<30 ticks (about 16 s of wall clock) ahead of n1's clock:
+	// accepted, and n1's clock moves past it.
+	good := lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: lsm.Version{Counter: c.node("n1").clock.now() + 1<<30, Node: 7}}
 	put := encodePut(&good)
 	for _, tc := range []struct {
 		name, op string
@@ -326,6 +332,7 @@ func TestReplicaMalformedMessage(t *testing.T) {
 		{"zero version", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Value: []byte("v")})},
 		{"long key", OpPut, encodePut(&lsm.Record{Key: make([]byte, MaxKeyBytes+1), Version: good.Version})},
 		{"huge value", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Value: make([]byte, DefaultMaxValueBytes+1), Version: good.Version})},
+		{"version from the future", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Version: lsm.Version{Counter: math.MaxUint64}})},
 		{"get garbage", OpGet, []byte{msgGet, 0xff}},
 		{"get empty key", OpGet, []byte{msgGet, 0}},
 		{"hint garbage", OpHint, []byte{msgHint, 5, 'x'}},
@@ -439,4 +446,56 @@ func TestFreshNodeWaitsForPeers(t *testing.T) {
 	if err := a.Ready(); !errors.Is(err, ErrNotReady) {
 		t.Errorf("after Close: Ready = %v", err)
 	}
+}
+
+// A coordinator whose clock is behind a write it never saw re-stamps its own
+// write once, so that the later write wins.
+func TestClusterRestampWhenClockBehind(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	key := []byte("race")
+	// n1 writes while cut off from n3, so n3's clock never sees n1's
+	// versions; many writes move n1's counter well ahead.
+	c.net.Partition("n1", "n3")
+	var v1 lsm.Version
+	for i := range 20 {
+		var err error
+		if v1, err = c.node("n1").Put(ctx, fmt.Appendf(nil, "other%d", i), []byte("x"), WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.node("n1").Put(ctx, key, []byte("first"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.node("n3").clock.now() > v1.Counter {
+		t.Skip("n3's clock already past n1's writes; the scenario did not arise")
+	}
+	// n3 now writes the key: its first stamp is below "first"'s; n2 reports
+	// the newer version, and n3 re-stamps above it.
+	v2, err := c.node("n3").Put(ctx, key, []byte("second"), WriteOptions{})
+	if err != nil {
+		t.Fatalf("put via n3: %v", err)
+	}
+	if v2.Counter <= v1.Counter {
+		t.Errorf("re-stamped version %v not above n1's %v", v2, v1)
+	}
+	if got := counterValue(t, c.node("n3").met.restamps); got != 1 {
+		t.Errorf("restamps = %v, want 1", got)
+	}
+	c.net.Heal("n1", "n3")
+	for _, id := range three {
+		rec, err := c.node(id).Get(ctx, key, ReadOptions{})
+		if err != nil || string(rec.Value) != "second" {
+			t.Errorf("get via %s = %q, %v; want second", id, rec.Value, err)
+		}
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -269,8 +269,19 @@ func (n *Node) checkRecord(rec *lsm.Record) error {
 	if rec.Version.IsZero() {
 		return fmt.Errorf("%w: zero version", ErrMalformed)
 	}
+	if limit := uint64(max(n.cfg.Clock.Now().Add(MaxClockAhead).UnixMilli(), 0)) << 16; rec.Version.Counter > limit {
+		return fmt.Errorf("%w: version %v is more than %v ahead of this node's clock", ErrMalformed, rec.Version, MaxClockAhead)
+	}
 	return nil
 }
+
+// MaxClockAhead bounds how far in the future a record's version may be. A
+// version is a clock reading; accepting one far ahead would drag this
+// node's clock (and every later write of the key) there, and a version near
+// the top of the counter range would wedge the key for good. A node whose
+// wall clock runs more than this ahead sees its writes rejected, loudly,
+// rather than silently winning every conflict.
+const MaxClockAhead = time.Hour
 
 // ClusterStatus is a node's view of the cluster, for `kvs status` and
 // /cluster.

@@ -1,0 +1,203 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"reflect"
+	"testing"
+
+	"github.com/kvs-db/kvs/lsm"
+)
+
+var wireRecords = []lsm.Record{
+	{Key: []byte("k"), Value: []byte("v"), Version: lsm.Version{Counter: 1, Node: 1}},
+	{Key: []byte("k"), Value: []byte{}, Version: lsm.Version{Counter: math.MaxUint64, Node: math.MaxUint32}},
+	{Key: []byte("tomb"), Version: lsm.Version{Counter: 1 << 50, Node: 7}, Tombstone: true},
+	{Key: bytes.Repeat([]byte{0}, MaxKeyBytes), Value: bytes.Repeat([]byte{0xff}, 70000), Version: lsm.Version{Counter: 3}, Expiry: 1764093600000},
+	{Key: []byte("neg"), Value: []byte("x"), Version: lsm.Version{Node: 9}, Expiry: -5},
+}
+
+// sameRecord compares records treating nil and empty slices alike.
+func sameRecord(a, b lsm.Record) bool {
+	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) &&
+		a.Version == b.Version && a.Tombstone == b.Tombstone && a.Expiry == b.Expiry
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	for _, rec := range wireRecords {
+		got, err := decodePut(encodePut(&rec))
+		if err != nil || !sameRecord(got, rec) {
+			t.Errorf("put %v: got %v, %v", rec.Version, got.Version, err)
+		}
+		target, got, err := decodeHint(encodeHint("node-1", &rec))
+		if err != nil || target != "node-1" || !sameRecord(got, rec) {
+			t.Errorf("hint %v: got %q %v, %v", rec.Version, target, got.Version, err)
+		}
+		got, found, err := decodeGetReply(encodeGetReply(&rec))
+		if err != nil || !found || !sameRecord(got, rec) {
+			t.Errorf("get reply %v: got %v %v, %v", rec.Version, got.Version, found, err)
+		}
+		got, err = decodeRecord(appendRecord(nil, &rec))
+		if err != nil || !sameRecord(got, rec) {
+			t.Errorf("record %v: got %v, %v", rec.Version, got.Version, err)
+		}
+		key, err := decodeGet(encodeGet(rec.Key))
+		if err != nil || !bytes.Equal(key, rec.Key) {
+			t.Errorf("get %q: got %q, %v", rec.Key, key, err)
+		}
+	}
+	if _, found, err := decodeGetReply(encodeGetReply(nil)); err != nil || found {
+		t.Errorf("get reply none: found %v, %v", found, err)
+	}
+	for _, applied := range []bool{false, true} {
+		v := lsm.Version{Counter: 12345678901, Node: 42}
+		held, ok, err := decodeAck(encodeAck(v, applied))
+		if err != nil || held != v || ok != applied {
+			t.Errorf("ack: got %v %v %v", held, ok, err)
+		}
+	}
+	if err := decodeOK(encodeOK()); err != nil {
+		t.Errorf("ok: %v", err)
+	}
+	// An error reply decodes as a RemoteError from every reply decoder.
+	er := encodeError(errors.New("disk on fire"))
+	var re *RemoteError
+	if _, _, err := decodeAck(er); !errors.As(err, &re) || re.Msg != "disk on fire" {
+		t.Errorf("ack of an error reply: %v", err)
+	}
+	if _, _, err := decodeGetReply(er); !errors.As(err, &re) {
+		t.Errorf("get reply of an error reply: %v", err)
+	}
+	if err := decodeOK(er); !errors.As(err, &re) {
+		t.Errorf("ok of an error reply: %v", err)
+	}
+}
+
+func TestWireRejects(t *testing.T) {
+	good := encodePut(&wireRecords[0])
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"type only", []byte{msgPut}},
+		{"wrong type", encodeGet([]byte("k"))},
+		{"truncated", good[:len(good)-1]},
+		{"trailing", append(bytes.Clone(good), 0)},
+		{"empty key", encodePut(&lsm.Record{Version: lsm.Version{Counter: 1}})},
+		{"key too long", encodePut(&lsm.Record{Key: make([]byte, MaxKeyBytes+1), Version: lsm.Version{Counter: 1}})},
+		{"zero version", encodePut(&lsm.Record{Key: []byte("k")})},
+		{"tombstone with value", encodePut(&lsm.Record{Key: []byte("k"), Value: []byte("v"), Tombstone: true, Version: lsm.Version{Counter: 1}})},
+		{"unknown flags", []byte{msgPut, 1, 'k', 1, 0, 0x80, 0}},
+		{"expiry flag zero", []byte{msgPut, 1, 'k', 1, 0, flagExpiry, 0, 0}},
+		{"node over 32 bits", []byte{msgPut, 1, 'k', 1, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0}},
+		{"bad varint", []byte{msgPut, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+		{"value past end", []byte{msgPut, 1, 'k', 1, 0, 0, 5, 'a'}},
+		{"huge length", []byte{msgPut, 1, 'k', 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
+	} {
+		if _, err := decodePut(tc.b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", tc.name, err)
+		}
+	}
+	if _, _, err := decodeAck([]byte{msgAck, 1, 1, 2}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("ack with bad bool: %v", err)
+	}
+	if _, _, err := decodeHint(encodeHint("", &wireRecords[0])); !errors.Is(err, ErrMalformed) {
+		t.Errorf("hint with empty target: %v", err)
+	}
+	if _, _, err := decodeGetReply([]byte{msgGetReply, 1}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("get reply found without record: %v", err)
+	}
+	if _, err := decodeGet([]byte{msgGet, 0}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("get with empty key: %v", err)
+	}
+}
+
+func seedWire(f *testing.F) {
+	for _, rec := range wireRecords[:3] {
+		f.Add(encodePut(&rec))
+		f.Add(encodeHint("n2", &rec))
+		f.Add(encodeGetReply(&rec))
+		f.Add(appendRecord(nil, &rec))
+	}
+	f.Add(encodeGet([]byte("key")))
+	f.Add(encodeAck(lsm.Version{Counter: 1, Node: 2}, true))
+	f.Add(encodeGetReply(nil))
+	f.Add(encodeError(errors.New("boom")))
+	f.Add(encodeOK())
+	f.Add([]byte{})
+}
+
+// The fuzz targets check that no decoder panics and that whatever decodes
+// re-encodes to a message that decodes to the same value.
+
+func FuzzDecodePut(f *testing.F) {
+	seedWire(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec, err := decodePut(b)
+		if err != nil {
+			return
+		}
+		again, err := decodePut(encodePut(&rec))
+		if err != nil || !sameRecord(rec, again) {
+			t.Fatalf("re-encoding %+v: %+v, %v", rec, again, err)
+		}
+	})
+}
+
+func FuzzDecodeHint(f *testing.F) {
+	seedWire(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		target, rec, err := decodeHint(b)
+		if err != nil {
+			return
+		}
+		t2, again, err := decodeHint(encodeHint(target, &rec))
+		if err != nil || t2 != target || !sameRecord(rec, again) {
+			t.Fatalf("re-encoding %q %+v: %q %+v, %v", target, rec, t2, again, err)
+		}
+	})
+}
+
+func FuzzDecodeGet(f *testing.F) {
+	seedWire(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		key, err := decodeGet(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeGet(encodeGet(key))
+		if err != nil || !bytes.Equal(key, again) {
+			t.Fatalf("re-encoding %q: %q, %v", key, again, err)
+		}
+	})
+}
+
+func FuzzDecodeReplies(f *testing.F) {
+	seedWire(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if held, applied, err := decodeAck(b); err == nil {
+			h2, a2, err := decodeAck(encodeAck(held, applied))
+			if err != nil || h2 != held || a2 != applied {
+				t.Fatalf("ack re-encoding: %v %v %v", h2, a2, err)
+			}
+		}
+		if rec, found, err := decodeGetReply(b); err == nil {
+			var p *lsm.Record
+			if found {
+				p = &rec
+			}
+			r2, f2, err := decodeGetReply(encodeGetReply(p))
+			if err != nil || f2 != found || !reflect.DeepEqual(found, f2) || (found && !sameRecord(rec, r2)) {
+				t.Fatalf("get reply re-encoding: %v %v", f2, err)
+			}
+		}
+		_ = decodeOK(b)
+		if rec, err := decodeRecord(b); err == nil {
+			if again, err := decodeRecord(appendRecord(nil, &rec)); err != nil || !sameRecord(rec, again) {
+				t.Fatalf("record re-encoding: %v", err)
+			}
+		}
+	})
+}
