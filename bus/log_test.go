@@ -111,3 +111,52 @@ func TestRepeatKey(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// count returns how many records at level or above contain substr.
+func (r *recorder) count(level slog.Level, substr string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rec := range r.records {
+		if rec.Level >= level && strings.Contains(rec.Message, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDownPeerDoesNotFloodLogs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for several reconnect attempts")
+	}
+	rec := &recorder{level: slog.LevelDebug}
+	buses := startCluster(t, 2, func(c *Config) {
+		if c.NodeID == "n1" {
+			c.Logger = slog.New(rec)
+		}
+	})
+	if err := buses[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	// n1 redials n2 every second, on one connection per route kind (the
+	// pooled one and the system account's); wait for the third attempt.
+	waitFor(t, "three reconnect attempts", func() bool {
+		return rec.count(slog.LevelDebug, "Error trying to connect to route (attempt 3)") > 0
+	})
+	attempts := rec.count(slog.LevelDebug, "Error trying to connect to route")
+	loud := 0
+	for _, r := range rec.take() {
+		if r.Level >= slog.LevelWarn {
+			loud++
+			t.Logf("%v %s", r.Level, r.Message)
+		}
+		if r.Level >= slog.LevelError {
+			t.Errorf("logged at error while a peer is down: %s", r.Message)
+		}
+	}
+	// The first failed attempt of each connection is worth a warning
+	// (plus n2 not being up yet when n1 started); the rest go to debug.
+	if loud > 4 {
+		t.Errorf("%d warnings for %d failed dials", loud, attempts)
+	}
+}
