@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvs-db/kvs/gateway"
+)
+
+// kvsBinary is the real binary, built once by TestMain for the process
+// tests; empty under -short.
+var kvsBinary string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	if !testing.Short() {
+		dir, err := os.MkdirTemp("", "kvs-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		kvsBinary = filepath.Join(dir, "kvs")
+		build := exec.Command("go", "build", "-o", kvsBinary, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building kvs:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// processSecret is the cluster secret of the process tests' nodes.
+const processSecret = "process-test-secret"
+
+// procNode is one `kvs serve` process of a process test, restartable with
+// the same arguments and data directory.
+type procNode struct {
+	t       *testing.T
+	id      string
+	args    []string
+	httpURL string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// start launches the process, appending its output to its log file.
+func (p *procNode) start() {
+	p.t.Helper()
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	fmt.Fprintf(logf, "=== start %s at %s\n", p.id, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(kvsBinary, p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = cleanEnv()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		p.t.Fatal(err)
+	}
+	p.cmd = cmd
+	p.done = make(chan struct{})
+	done := p.done
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *procNode) kill() {
+	p.t.Helper()
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.cmd = nil
+}
+
+// cleanEnv is this process's environment without KVS_* variables.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KVS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// startProcCluster starts three `kvs serve` processes on free loopback
+// ports, each seeded with the other two, and waits until all are ready.
+func startProcCluster(t *testing.T) []*procNode {
+	t.Helper()
+	dir := t.TempDir()
+	ports := freePorts(t, 9)
+	var nodes []*procNode
+	for i := range 3 {
+		httpPort, natsPort, clusterPort := ports[3*i], ports[3*i+1], ports[3*i+2]
+		var seeds []string
+		for j := range 3 {
+			if j != i {
+				seeds = append(seeds, "127.0.0.1:"+strconv.Itoa(ports[3*j+2]))
+			}
+		}
+		id := "node" + strconv.Itoa(i+1)
+		p := &procNode{
+			t:  t,
+			id: id,
+			args: []string{"serve",
+				"--id", id,
+				"--http", "127.0.0.1:" + strconv.Itoa(httpPort),
+				"--data", filepath.Join(dir, id),
+				"--nats-host", "127.0.0.1",
+				"--nats-port", strconv.Itoa(natsPort),
+				"--cluster-port", strconv.Itoa(clusterPort),
+				"--advertise", "127.0.0.1:" + strconv.Itoa(clusterPort),
+				"--seeds", strings.Join(seeds, ","),
+				"--cluster-secret", processSecret,
+				"--sync", "always",
+				"--gossip-interval", "250ms",
+				"--log-level", "debug",
+			},
+			httpURL: "http://127.0.0.1:" + strconv.Itoa(httpPort),
+			logPath: filepath.Join(dir, id+".log"),
+		}
+		nodes = append(nodes, p)
+	}
+	t.Cleanup(func() {
+		for _, p := range nodes {
+			p.kill()
+		}
+		if t.Failed() {
+			for _, p := range nodes {
+				dumpLogTail(t, p.logPath, 60)
+			}
+		}
+	})
+	for _, p := range nodes {
+		p.start()
+	}
+	for _, p := range nodes {
+		waitReady(t, p, 30*time.Second)
+	}
+	return nodes
+}
+
+// dumpLogTail logs the last n lines of a node's log file.
+func dumpLogTail(t *testing.T, path string, n int) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	t.Logf("--- last %d lines of %s:\n%s", len(lines), path, strings.Join(lines, "\n"))
+}
+
+var testClient = &http.Client{Timeout: 10 * time.Second}
+
+// waitReady polls /readyz until it answers 200 or the deadline passes.
+func waitReady(t *testing.T, p *procNode, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := testClient.Get(p.httpURL + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited before it was ready", p.id)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after %v (last error %v)", p.id, within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// httpDo sends one request and returns status and body.
+func httpDo(method, url string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := testClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// acked records every PUT that got a 2xx: key -> value.
+type acked struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (a *acked) add(k, v string) {
+	a.mu.Lock()
+	a.m[k] = v
+	a.mu.Unlock()
+}
+
+func (a *acked) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.m)
+}
+
+// waitAcked waits until at least n PUTs were acknowledged, or fails.
+func (a *acked) waitAcked(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for a.len() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d PUTs acknowledged after %v, want %d", a.len(), within, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkAllReadable reads every acknowledged key at the default read quorum,
+// spreading the reads over the nodes, and fails for each key that is not
+// there with its value. A 503 (quorum not yet reachable while gossip
+// settles) is retried until the deadline; a 404 or a wrong value is a lost
+// write and fails at once.
+func checkAllReadable(t *testing.T, nodes []*procNode, a *acked, within time.Duration) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	deadline := time.Now().Add(within)
+	lost := 0
+	i := 0
+	for k, want := range a.m {
+		i++
+		url := nodes[i%len(nodes)].httpURL + "/kv/" + escapeKey(k)
+		for {
+			code, body, err := httpDo(http.MethodGet, url, nil)
+			if err == nil && code == http.StatusOK && string(body) == want {
+				break
+			}
+			if err == nil && code != http.StatusServiceUnavailable {
+				lost++
+				if lost <= 10 {
+					t.Errorf("acknowledged %s=%q: GET %s answered %d %q", k, want, url, code, body)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("acknowledged %s: GET %s still failing after %v: %d %q %v", k, url, within, code, body, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged writes lost", lost, len(a.m))
+	}
+	t.Logf("all %d acknowledged writes readable", len(a.m))
+}
+
+// checkReplicaHolds waits until p's own replica (GET /internal/kv) holds
+// every acknowledged write with its value.
+func checkReplicaHolds(t *testing.T, p *procNode, a *acked, within time.Duration) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	deadline := time.Now().Add(within)
+	for k, want := range a.m {
+		for {
+			req, err := http.NewRequest(http.MethodGet, p.httpURL+"/internal/kv?key="+url.QueryEscape(k), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+processSecret)
+			var code int
+			var body []byte
+			resp, err := testClient.Do(req)
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				code = resp.StatusCode
+			}
+			if err == nil && code == http.StatusOK && string(body) == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's replica does not hold acknowledged %s=%q after %v: %d %q %v", p.id, k, want, within, code, body, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.Logf("%s's replica holds all %d acknowledged writes", p.id, len(a.m))
+}
+
+// waitMemberAlive waits until p's /cluster shows member id with the given
+// liveness.
+func waitMemberAlive(t *testing.T, p *procNode, id string, alive bool, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, body, err := httpDo(http.MethodGet, p.httpURL+"/cluster", nil)
+		var st gateway.ClusterJSON
+		if err == nil && code == http.StatusOK && json.Unmarshal(body, &st) == nil {
+			for _, m := range st.Members {
+				if m.ID == id && m.Alive == alive {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not show %s alive=%v after %v", p.id, id, alive, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestProcessKillNine runs the real binary as three processes. It streams
+// PUTs through node1 while node2 is killed with SIGKILL and restarted; every
+// PUT that got a 2xx must then be readable. Then all three are killed and
+// restarted, and again nothing acknowledged may be lost.
+func TestProcessKillNine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test: builds the binary and runs three nodes")
+	}
+	nodes := startProcCluster(t)
+	node1, node2 := nodes[0], nodes[1]
+
+	a := &acked{m: map[string]string{}}
+	var failed, sent sync.Map // counters by worker, for the log
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	const workers = 4
+	const maxPuts = 20000 // bound on the whole stream
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nFail, nSent := 0, 0
+			defer func() { failed.Store(w, nFail); sent.Store(w, nSent) }()
+			for i := 0; i < maxPuts/workers && ctx.Err() == nil; i++ {
+				k := fmt.Sprintf("w%d/k%05d", w, i)
+				v := fmt.Sprintf("value of %s at %d", k, time.Now().UnixNano())
+				nSent++
+				code, _, err := httpDo(http.MethodPut, node1.httpURL+"/kv/"+escapeKey(k), []byte(v))
+				if err == nil && code/100 == 2 {
+					a.add(k, v)
+				} else {
+					nFail++
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}()
+	}
+
+	a.waitAcked(t, 200, 30*time.Second)
+	t.Logf("kill -9 %s after %d acknowledged PUTs", node2.id, a.len())
+	node2.kill()
+	// Keep writing until node1's gossip marks node2 down and after, so that
+	// both paths are covered: requests failing at once ("no responders")
+	// and writes for a known-down replica kept as hints.
+	waitMemberAlive(t, node1, node2.id, false, 30*time.Second)
+	n := a.len()
+	a.waitAcked(t, n+300, 30*time.Second)
+	t.Logf("restarting %s after %d acknowledged PUTs", node2.id, a.len())
+	node2.start()
+	waitReady(t, node2, 30*time.Second)
+	n = a.len()
+	a.waitAcked(t, n+200, 30*time.Second)
+	stop()
+	wg.Wait()
+	var totalFailed, totalSent int
+	failed.Range(func(_, v any) bool { totalFailed += v.(int); return true })
+	sent.Range(func(_, v any) bool { totalSent += v.(int); return true })
+	t.Logf("stream done: %d PUTs sent, %d acknowledged, %d failed", totalSent, a.len(), totalFailed)
+
+	checkAllReadable(t, nodes, a, 30*time.Second)
+	// node2 catches up with no operator action: its own replica comes to
+	// hold every acknowledged write (N = 3: every node is a replica of
+	// every key), through hinted handoff and repair.
+	checkReplicaHolds(t, node2, a, 60*time.Second)
+
+	// Kill all three at once and restart them: nothing acknowledged is lost.
+	for _, p := range nodes {
+		p.kill()
+	}
+	for _, p := range nodes {
+		p.start()
+	}
+	for _, p := range nodes {
+		waitReady(t, p, 30*time.Second)
+	}
+	checkAllReadable(t, nodes, a, 30*time.Second)
+}
