@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kvs-db/kvs/bus"
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/ring"
 )
@@ -44,8 +45,8 @@ var ErrInvalidConfig = errors.New("node: invalid config")
 // Config holds a node's parameters. Validate fills defaults.
 type Config struct {
 	// ID names the node in the ring, on the wire and in heartbeats. It must
-	// be unique in the cluster and must not contain '.', '*', '>' or
-	// whitespace (it is a NATS subject token). The Node field of every
+	// be unique in the cluster, at most 255 bytes, and a valid NATS subject
+	// token (bus.ValidToken: no '.', '*', '>' or whitespace). The Node field of every
 	// version the node issues is uint32(xxhash64(ID)); two IDs whose hashes
 	// collide in 32 bits are reported at join (their writes could tie).
 	ID string
@@ -118,13 +119,13 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: ID is required", ErrInvalidConfig)
 	}
 	if err := validToken(c.ID); err != nil {
-		return fmt.Errorf("%w: ID %q: %v", ErrInvalidConfig, c.ID, err)
+		return fmt.Errorf("%w: ID: %w", ErrInvalidConfig, err)
 	}
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster
 	}
 	if err := validToken(c.Cluster); err != nil {
-		return fmt.Errorf("%w: Cluster %q: %v", ErrInvalidConfig, c.Cluster, err)
+		return fmt.Errorf("%w: Cluster: %w", ErrInvalidConfig, err)
 	}
 	if c.N == 0 {
 		c.N = DefaultN
@@ -195,15 +196,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// validToken reports whether s can be one token of a NATS subject.
+// validToken reports whether s can be one token of a NATS subject, as node
+// IDs and cluster names must be.
 func validToken(s string) error {
-	for _, r := range s {
-		switch {
-		case r == '.' || r == '*' || r == '>':
-			return fmt.Errorf("contains %q", r)
-		case r <= ' ' || r == 0x7f:
-			return errors.New("contains whitespace or a control character")
-		}
+	if err := bus.ValidToken(s); err != nil {
+		return err
+	}
+	if len(s) > maxTargetBytes {
+		return fmt.Errorf("longer than %d bytes", maxTargetBytes)
 	}
 	return nil
 }

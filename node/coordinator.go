@@ -89,8 +89,8 @@ func (n *Node) plan(key []byte, q, def int, what string) (prefs, live, down []st
 		}
 	}
 	if len(live) < need {
-		return nil, nil, nil, 0, fmt.Errorf("%w: %s=%d needs %d replicas, but only %d of %d are up (down: %v)",
-			ErrQuorum, what, need, need, len(live), len(prefs), down)
+		return nil, nil, nil, 0, fmt.Errorf("%w: %s=%d, but only %d of %d replicas are up (down: %v)",
+			ErrQuorum, what, need, len(live), len(prefs), down)
 	}
 	return prefs, live, down, need, nil
 }

@@ -242,7 +242,7 @@ func (m *membership) onHeartbeat(b []byte) {
 	now := m.cfg.Clock.Now()
 	joined := []string{hb.ID}
 	for _, id := range hb.Members {
-		if id != "" && validToken(id) == nil && len(id) <= maxTargetBytes {
+		if validToken(id) == nil {
 			joined = append(joined, id)
 		}
 	}

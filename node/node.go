@@ -128,6 +128,12 @@ func New(cfg Config) (*Node, error) {
 // Start registers the replica handlers on the transport and starts the gossip
 // and handoff loops. The loops stop when ctx ends or at Close.
 func (n *Node) Start(ctx context.Context) error {
+	n.bgMu.Lock()
+	closed := n.closed
+	n.bgMu.Unlock()
+	if closed {
+		return fmt.Errorf("node: start: %w: closed", ErrNotReady)
+	}
 	if !n.started.CompareAndSwap(false, true) {
 		return errors.New("node: already started")
 	}
