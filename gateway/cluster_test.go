@@ -153,6 +153,17 @@ func TestRealCluster(t *testing.T) {
 		t.Errorf("internal GET without secret: %d, want 401", code)
 	}
 
+	// A record whose version is far ahead of the node's clock is refused
+	// as bad input, and changes nothing.
+	code, _, body = call(t, "POST", tc.urls[0]+"/internal/kv?key="+url.QueryEscape(key), "future",
+		map[string]string{"Authorization": "Bearer " + testSecret, "X-Kvs-Version": "18446744073709551615.1"})
+	if code != 400 {
+		t.Errorf("internal POST of a far-future version: %d %q, want 400", code, body)
+	}
+	if code, _, body := call(t, "GET", tc.urls[0]+"/kv/"+escaped, "", nil); code != 200 || body != "hello" {
+		t.Errorf("GET after a refused internal POST: %d %q", code, body)
+	}
+
 	// Bad quorums are refused, not hung on.
 	if code, _, body := call(t, "PUT", tc.urls[0]+"/kv/k?w=4", "v", nil); code != 400 {
 		t.Errorf("w=4: %d %q, want 400", code, body)

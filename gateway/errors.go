@@ -45,7 +45,8 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, node.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, node.ErrInvalidKey), errors.Is(err, node.ErrInvalidQuorum):
+	case errors.Is(err, node.ErrInvalidKey), errors.Is(err, node.ErrInvalidQuorum),
+		errors.Is(err, node.ErrMalformed):
 		return http.StatusBadRequest
 	case errors.Is(err, node.ErrValueTooLarge):
 		return http.StatusRequestEntityTooLarge

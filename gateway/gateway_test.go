@@ -161,6 +161,7 @@ func TestKV(t *testing.T) {
 		{name: "node says too large", setup: fail(node.ErrValueTooLarge), req: request{method: "PUT", target: "/kv/k", body: "1"}, wantStatus: 413},
 		{name: "node says bad key", setup: fail(node.ErrInvalidKey), req: request{method: "PUT", target: "/kv/k", body: "1"}, wantStatus: 400},
 		{name: "wrapped not found", setup: fail(errors.Join(errors.New("x"), node.ErrNotFound)), req: request{method: "GET", target: "/kv/k"}, wantStatus: 404},
+		{name: "node says malformed", setup: fail(node.ErrMalformed), req: request{method: "PUT", target: "/kv/k", body: "1"}, wantStatus: 400},
 		{name: "internal", setup: fail(errors.New("disk on fire")), req: request{method: "GET", target: "/kv/k"}, wantStatus: 500},
 	}
 	for _, tt := range tests {

@@ -19,10 +19,11 @@ type internalApplied struct {
 // serveInternalKV serves /internal/kv: direct access to this node's own
 // replica, for operators and tests. It requires the cluster secret.
 //
-// GET ?key=K answers 200 with the held value as body, X-Kvs-Version and
-// X-Kvs-Tombstone, or 404 when the replica holds nothing for K.
+// GET ?key=K answers 200 with the held value as body, X-Kvs-Version,
+// X-Kvs-Tombstone and X-Kvs-Expiry (when set), or 404 when the replica holds nothing for K.
 //
-// POST ?key=K applies the record {K, body, X-Kvs-Version, X-Kvs-Tombstone}
+// POST ?key=K applies the record {K, body, X-Kvs-Version, X-Kvs-Tombstone,
+// X-Kvs-Expiry (optional, Unix ms)}
 // when it is newer than what the replica holds, and answers 200 with the
 // version held afterwards (X-Kvs-Version, and JSON {"version", "applied"}).
 func (g *Gateway) serveInternalKV(w http.ResponseWriter, r *http.Request) {
@@ -61,6 +62,9 @@ func (g *Gateway) serveInternalKV(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
 	h.Set(headerVersion, rec.Version.String())
 	h.Set(headerTombstone, strconv.FormatBool(rec.Tombstone))
+	if rec.Expiry != 0 {
+		h.Set(headerExpiry, strconv.FormatInt(rec.Expiry, 10))
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(rec.Value)
 }
@@ -92,6 +96,17 @@ func (g *Gateway) internalApply(w http.ResponseWriter, r *http.Request, key []by
 			return
 		}
 	}
+	var expiry int64
+	if eh := r.Header.Values(headerExpiry); len(eh) > 0 {
+		if len(eh) > 1 {
+			writeError(w, http.StatusBadRequest, "more than one "+headerExpiry+" header")
+			return
+		}
+		if expiry, err = strconv.ParseInt(eh[0], 10, 64); err != nil || expiry <= 0 {
+			writeError(w, http.StatusBadRequest, headerExpiry+" must be Unix milliseconds, above 0")
+			return
+		}
+	}
 	value, ok := g.readValue(w, r)
 	if !ok {
 		return
@@ -108,6 +123,7 @@ func (g *Gateway) internalApply(w http.ResponseWriter, r *http.Request, key []by
 		Value:     value,
 		Version:   version,
 		Tombstone: tombstone,
+		Expiry:    expiry,
 	})
 	if err != nil {
 		g.writeNodeError(w, r, err)

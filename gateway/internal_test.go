@@ -67,6 +67,10 @@ func TestInternalKV(t *testing.T) {
 		{name: "apply bad tombstone", req: request{method: "POST", target: "/internal/kv?key=k", body: "x", header: withAuth(map[string]string{"X-Kvs-Version": "9.1", "X-Kvs-Tombstone": "maybe"})}, wantStatus: 400},
 		{name: "apply tombstone with value", req: request{method: "POST", target: "/internal/kv?key=k", body: "x", header: withAuth(map[string]string{"X-Kvs-Version": "9.1", "X-Kvs-Tombstone": "true"})}, wantStatus: 400,
 			wantRecord: &lsm.Record{Value: []byte("held"), Version: lsm.Version{Counter: 5, Node: 1}}},
+		{name: "apply with expiry", req: request{method: "POST", target: "/internal/kv?key=k", body: "e", header: withAuth(map[string]string{"X-Kvs-Version": "8.1", "X-Kvs-Expiry": "1764000000000"})},
+			wantStatus: 200, wantRecord: &lsm.Record{Value: []byte("e"), Version: lsm.Version{Counter: 8, Node: 1}, Expiry: 1764000000000}},
+		{name: "apply bad expiry", req: request{method: "POST", target: "/internal/kv?key=k", body: "e", header: withAuth(map[string]string{"X-Kvs-Version": "8.1", "X-Kvs-Expiry": "soon"})}, wantStatus: 400},
+		{name: "apply zero expiry", req: request{method: "POST", target: "/internal/kv?key=k", body: "e", header: withAuth(map[string]string{"X-Kvs-Version": "8.1", "X-Kvs-Expiry": "0"})}, wantStatus: 400},
 		{name: "apply no key", req: request{method: "POST", target: "/internal/kv", body: "x", header: withAuth(map[string]string{"X-Kvs-Version": "9.1"})}, wantStatus: 400},
 	}
 	for _, tt := range tests {
@@ -94,7 +98,7 @@ func TestInternalKV(t *testing.T) {
 			}
 			if tt.wantRecord != nil {
 				got := f.data["k"]
-				if string(got.Value) != string(tt.wantRecord.Value) || got.Version != tt.wantRecord.Version || got.Tombstone != tt.wantRecord.Tombstone {
+				if string(got.Value) != string(tt.wantRecord.Value) || got.Version != tt.wantRecord.Version || got.Tombstone != tt.wantRecord.Tombstone || got.Expiry != tt.wantRecord.Expiry {
 					t.Errorf("replica holds %+v, want %+v", got, *tt.wantRecord)
 				}
 			}

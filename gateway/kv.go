@@ -22,6 +22,9 @@ const (
 	headerVersion = "X-Kvs-Version"
 	// headerTombstone is "true" for a delete record, "false" otherwise.
 	headerTombstone = "X-Kvs-Tombstone"
+	// headerExpiry carries a record's expiry, Unix milliseconds; absent
+	// when the record never expires.
+	headerExpiry = "X-Kvs-Expiry"
 	// headerApplied tells, on an internal POST, whether the record was newer
 	// than the one held and so was applied.
 	headerApplied = "X-Kvs-Applied"
@@ -173,7 +176,13 @@ func (g *Gateway) readValue(w http.ResponseWriter, r *http.Request) (value []byt
 		return nil, false
 	}
 	body := http.MaxBytesReader(w, r.Body, int64(g.maxValue))
-	buf := make([]byte, 0, max(r.ContentLength, 512))
+	// With a Content-Length, one byte more than it holds lets the final
+	// read see EOF without growing the buffer.
+	size := int64(512)
+	if r.ContentLength >= 0 {
+		size = r.ContentLength + 1
+	}
+	buf := make([]byte, 0, size)
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
