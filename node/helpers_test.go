@@ -234,3 +234,21 @@ func ctxT(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// crash kills id like a power cut: it stops answering, its node is closed
+// without its store being closed cleanly, and the store's file system drops
+// everything that was not synced.
+func (c *testCluster) crash(id string) {
+	c.t.Helper()
+	c.net.Stop(id)
+	c.mu.Lock()
+	n, db := c.nodes[id], c.stores[id]
+	delete(c.nodes, id)
+	delete(c.stores, id)
+	c.mu.Unlock()
+	if err := n.Close(); err != nil {
+		c.t.Errorf("close %s: %v", id, err)
+	}
+	c.fs[id].Crash()
+	_ = db.Close() // fails on the crashed files; releases its goroutines
+}
