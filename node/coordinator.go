@@ -209,7 +209,7 @@ func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []b
 // returns an error wrapping ErrNotFound when the key was never written or is
 // deleted, ErrQuorum when R replies cannot be had, ErrInvalidKey,
 // ErrInvalidQuorum or ErrNotReady. Replicas found stale are repaired in the
-// background.
+// background. The returned record belongs to the caller.
 func (n *Node) Get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, error) {
 	start := time.Now()
 	rec, err := n.get(ctx, key, o)
@@ -269,7 +269,8 @@ func (n *Node) get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, 
 	if newest == nil || newest.Tombstone || n.expired(newest) {
 		return lsm.Record{}, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	return *newest, nil
+	// The read repair may still send newest: the caller gets its own copy.
+	return cloneRecord(*newest), nil
 }
 
 func (n *Node) expired(r *lsm.Record) bool {

@@ -7,8 +7,8 @@ import (
 )
 
 // openHintDB opens the hint store: an lsm.DB in dir that syncs every write,
-// since a hint is the only copy a returning replica will get of a write it
-// missed (besides anti-entropy).
+// since a hint is how a returning replica gets the writes it missed (read
+// repair covers only keys that are read).
 func openHintDB(dir string, clock Clock, log *slog.Logger) (hintDB, error) {
 	return lsm.Open(lsm.Options{
 		Dir:    dir,

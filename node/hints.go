@@ -232,13 +232,16 @@ func (n *Node) hint(target string, rec lsm.Record, prefs []string) {
 			break
 		}
 	}
-	if _, err := n.hints.add(target, rec); err != nil {
-		// The write is still on W real replicas; anti-entropy and read
-		// repair remain to bring target up to date.
+	stored, err := n.hints.add(target, rec)
+	if err != nil {
+		// The write may still be on W real replicas (if it was
+		// acknowledged, it is); read repair brings target up to date.
 		n.log.Error("store hint", "target", target, "key", rec.Key, "err", err)
 		return
 	}
-	n.met.hintsStored.Inc()
+	if stored {
+		n.met.hintsStored.Inc()
+	}
 }
 
 func (n *Node) wakeHandoff() {

@@ -58,10 +58,13 @@ func (n *Node) handleHint(req []byte) []byte {
 		return encodeError(err)
 	}
 	n.clock.observe(rec.Version.Counter)
-	if _, err := n.hints.add(target, rec); err != nil {
+	stored, err := n.hints.add(target, rec)
+	if err != nil {
 		return encodeError(fmt.Errorf("store hint: %w", err))
 	}
-	n.met.hintsStored.Inc()
+	if stored {
+		n.met.hintsStored.Inc()
+	}
 	n.wakeHandoff()
 	return encodeOK()
 }
