@@ -1,0 +1,5 @@
+package lsm
+
+import "runtime"
+
+func runtimeGosched() { runtime.Gosched() }
