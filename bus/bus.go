@@ -327,14 +327,17 @@ func requestError(subject string, err error) error {
 }
 
 // Publish sends data to subject without waiting for anyone. A payload over
-// the max gives [ErrPayloadTooLarge].
+// the max gives [ErrPayloadTooLarge]; after Close, [ErrClosed].
 func (b *Bus) Publish(subject string, data []byte) error {
 	if int64(len(data)) > b.nc.MaxPayload() {
 		return fmt.Errorf("%w: publish to %s is %d bytes, max %d", ErrPayloadTooLarge, subject, len(data), b.nc.MaxPayload())
 	}
 	if err := b.nc.Publish(subject, data); err != nil {
-		if errors.Is(err, nats.ErrMaxPayload) {
+		switch {
+		case errors.Is(err, nats.ErrMaxPayload):
 			return fmt.Errorf("%w: publish %s: %w", ErrPayloadTooLarge, subject, err)
+		case errors.Is(err, nats.ErrConnectionClosed):
+			return fmt.Errorf("%w: publish %s: %w", ErrClosed, subject, err)
 		}
 		return fmt.Errorf("bus: publish %s: %w", subject, err)
 	}
@@ -451,7 +454,9 @@ func (b *Bus) WaitRoutes(ctx context.Context, n int) error {
 
 // Close stops accepting messages, waits (up to 5 s) for running handlers so
 // their replies go out, closes the connection and shuts the server down.
-// Peers see the routes close at once. Close is idempotent.
+// Peers see the routes close at once. Afterwards Request fails with
+// [ErrUnreachable] and Publish and Subscribe with [ErrClosed]. Close is
+// idempotent.
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() { b.closeErr = b.close() })
 	return b.closeErr

@@ -294,6 +294,9 @@ func TestRequestAfterCloseIsUnreachable(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("err = %v, want ErrUnreachable", err)
 	}
+	if err := b.Publish("x", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Publish after Close: %v, want ErrClosed", err)
+	}
 	if _, err := b.Subscribe("x", func([]byte) []byte { return nil }); !errors.Is(err, ErrClosed) {
 		t.Errorf("Subscribe after Close: %v, want ErrClosed", err)
 	}

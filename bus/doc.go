@@ -30,4 +30,22 @@
 // A request that finds no responder, times out, or runs on a closed
 // connection fails with an error wrapping [ErrUnreachable]: to a caller, all
 // of these mean the same thing, a replica that did not answer.
+//
+// What the cluster does, as measured in this package's tests:
+//
+//   - A peer that stops cleanly or is killed: its routes close at once, and
+//     requests to it fail at once with "no responders".
+//   - A peer that is paused (or its network hangs): requests to it time out
+//     until the route is declared stale, 2-3 s with the default
+//     PingInterval; after that they fail at once.
+//   - A route being up ([Bus.NumRoutes]) is not the same as the peer's
+//     subscriptions being known here: they follow the route within
+//     milliseconds, and until then requests to the peer get "no
+//     responders". Readiness should check that each peer answers, not
+//     only that it is routed.
+//   - A restarted peer is dialled again within a second or so (the route
+//     retry interval) and the mesh re-forms without operator action.
+//   - A node with a wrong or missing secret never joins: the secured node
+//     refuses its route, and the misconfigured node may count the route for
+//     a moment until the refusal arrives.
 package bus
