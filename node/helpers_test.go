@@ -60,7 +60,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // Each node's replica store is an lsm.DB on its own MemFS (kept across
 // restarts); its DataDir (ring, hints) is on disk.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	net   *MemNetwork
 	clock *manualClock
 	ids   []string
@@ -75,7 +75,7 @@ type testCluster struct {
 
 const testGossip = 10 * time.Millisecond
 
-func newTestCluster(t *testing.T, ids []string, tune func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, ids []string, tune func(*Config)) *testCluster {
 	c := &testCluster{
 		t:      t,
 		net:    NewMemNetwork(),

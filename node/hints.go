@@ -291,8 +291,14 @@ func (n *Node) handoff(ctx context.Context, target string) {
 		}
 		for _, ph := range batch {
 			if err := n.deliver(ctx, target, ph.rec); err != nil {
-				n.log.Info("hint handoff paused", "target", target, "delivered", delivered, "err", err)
-				return
+				if errors.Is(err, ErrUnreachable) || ctx.Err() != nil {
+					n.log.Info("hint handoff paused", "target", target, "delivered", delivered, "err", err)
+					return
+				}
+				// The target answered but refused this one: keep it for the
+				// next round and go on with the others.
+				n.log.Warn("hint refused", "target", target, "key", ph.rec.Key, "err", err)
+				continue
 			}
 			if err := n.hints.remove(ph.hk, target, ph.version); err != nil {
 				n.log.Error("delete delivered hint", "target", target, "err", err)
