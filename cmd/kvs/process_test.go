@@ -326,6 +326,21 @@ func checkReplicaHolds(t *testing.T, p *procNode, a *acked, within time.Duration
 	t.Logf("%s's replica holds all %d acknowledged writes", p.id, len(a.m))
 }
 
+// runBinary runs the kvs binary with args and stdin, fails the test on a
+// non-zero exit, and returns its stdout.
+func runBinary(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(kvsBinary, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kvs %q: %v; stdout %q stderr %q", args, err, out.String(), errOut.String())
+	}
+	return out.String()
+}
+
 // waitMemberAlive waits until p's /cluster shows member id with the given
 // liveness.
 func waitMemberAlive(t *testing.T, p *procNode, id string, alive bool, within time.Duration) {
@@ -358,6 +373,23 @@ func TestProcessKillNine(t *testing.T) {
 	}
 	nodes := startProcCluster(t)
 	node1, node2 := nodes[0], nodes[1]
+
+	// The client commands of the real binary against the real cluster.
+	const cliKey = "cli key/with?odd&chars=+%"
+	runBinary(t, "", "put", cliKey, "cli value", "--url", node1.httpURL)
+	if out := runBinary(t, "", "get", cliKey, "--url", nodes[2].httpURL); out != "cli value" {
+		t.Fatalf("kvs get via node3: %q, want %q", out, "cli value")
+	}
+	runBinary(t, "", "delete", cliKey, "--url", nodes[1].httpURL, "--w", "3")
+	get := exec.Command(kvsBinary, "get", cliKey, "--url", node1.httpURL)
+	get.Env = cleanEnv()
+	if out, err := get.CombinedOutput(); err == nil || !strings.Contains(string(out), "not found") {
+		t.Fatalf("kvs get after delete: %v %q, want exit 1 and not found", err, out)
+	}
+	if out := runBinary(t, "", "status", "--url", node1.httpURL); !strings.Contains(out, "node3") {
+		t.Fatalf("kvs status: %q", out)
+	}
+	runBinary(t, "", "health", "--url", nodes[2].httpURL)
 
 	a := &acked{m: map[string]string{}}
 	var failed, sent sync.Map // counters by worker, for the log
