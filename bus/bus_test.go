@@ -457,3 +457,59 @@ func TestStartFailsFastWhenPortTaken(t *testing.T) {
 		t.Errorf("Start took %v to fail", d)
 	}
 }
+
+func TestCloseWaitsForRunningHandlers(t *testing.T) {
+	buses := startCluster(t, 2, nil)
+	n1, n2 := buses[0], buses[1]
+	subj := n2.Subjects().Node("n2", "slow")
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	if _, err := n2.Subscribe(subj, func([]byte) []byte {
+		close(entered)
+		<-release
+		return []byte("done")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		data []byte
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		var d []byte
+		var err error
+		// Retry until the subscription has reached n1.
+		for {
+			d, err = n1.Request(ctx, subj, nil)
+			if !errors.Is(err, nats.ErrNoResponders) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		res <- result{d, err}
+	}()
+	<-entered
+	closed := make(chan error, 1)
+	go func() { closed <- n2.Close() }()
+	waitFor(t, "Close has begun", func() bool {
+		n2.mu.Lock()
+		defer n2.mu.Unlock()
+		return n2.closed
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned while a handler was running: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil || string(r.data) != "done" {
+		t.Fatalf("in-flight request: %q, %v; want the handler's reply", r.data, r.err)
+	}
+}

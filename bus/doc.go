@@ -43,8 +43,8 @@
 //     milliseconds, and until then requests to the peer get "no
 //     responders". Readiness should check that each peer answers, not
 //     only that it is routed.
-//   - A restarted peer is dialled again within a second or so (the route
-//     retry interval) and the mesh re-forms without operator action.
+//   - A restarted peer dials its seeds at once, and peers that had dialled
+//     it retry every second: the mesh re-forms without operator action.
 //   - A node with a wrong or missing secret never joins: the secured node
 //     refuses its route, and the misconfigured node may count the route for
 //     a moment until the refusal arrives.
