@@ -246,35 +246,23 @@ func (m *membership) onHeartbeat(b []byte) {
 			joined = append(joined, id)
 		}
 	}
-	returned := false
-	m.mu.Lock()
-	for _, id := range joined {
-		if id == m.cfg.ID {
-			continue
-		}
-		s := m.members[id]
-		if s == nil {
-			s = &memberState{lastSeen: now}
-			m.members[id] = s
-			if NodeHash(id) == m.selfV {
-				m.log.Error("node ID hash collision: versions of the two nodes could tie", "peer", id)
+	// The ring grows (and is persisted) before the sender counts as heard,
+	// so that readiness, which counts heard peers, never comes with a ring
+	// that lacks the members they told us of.
+	if cur := m.ring(); cur.With(joined...) != cur {
+		m.mu.Lock()
+		cur = m.ring() // again under mu: concurrent joins must not lose one another
+		nr := cur.With(joined...)
+		m.rp.Store(nr)
+		for _, id := range nr.Members() {
+			if id != m.cfg.ID && m.members[id] == nil {
+				// Presumed up until DownAfter passes unheard.
+				m.members[id] = &memberState{lastSeen: now}
+				if NodeHash(id) == m.selfV {
+					m.log.Error("node ID hash collision: versions of the two nodes could tie", "peer", id)
+				}
 			}
 		}
-		if id == hb.ID {
-			wasDown := s.down || now.Sub(s.lastSeen) > m.cfg.DownAfter || !s.heard
-			s.lastSeen, s.heard, s.down, s.http = now, true, false, hb.HTTP
-			returned = wasDown
-		}
-	}
-	m.mu.Unlock()
-
-	cur := m.ring()
-	if nr := cur.With(joined...); nr != cur {
-		m.mu.Lock()
-		// Swap under mu so that two concurrent joins do not lose one another.
-		cur = m.ring()
-		nr = cur.With(joined...)
-		m.rp.Store(nr)
 		m.mu.Unlock()
 		m.log.Info("ring members changed", "members", nr.Members())
 		m.logCap(nr)
@@ -282,6 +270,15 @@ func (m *membership) onHeartbeat(b []byte) {
 			m.log.Error("persist ring", "err", err)
 		}
 	}
+	m.mu.Lock()
+	s := m.members[hb.ID]
+	if s == nil { // cannot happen: every ring member has an entry
+		s = &memberState{}
+		m.members[hb.ID] = s
+	}
+	returned := s.down || now.Sub(s.lastSeen) > m.cfg.DownAfter || !s.heard
+	s.lastSeen, s.heard, s.down, s.http = now, true, false, hb.HTTP
+	m.mu.Unlock()
 	if returned {
 		m.log.Info("peer up", "peer", hb.ID)
 		m.wake()
