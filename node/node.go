@@ -16,14 +16,16 @@
 // version it holds after applying it. An ack counts toward W when the replica
 // holds exactly the write's version. If, in the first round, a replica holds
 // a newer version, the coordinator's clock was behind a write that may have
-// been acknowledged before this one began (W + W > N makes every write
-// quorum meet the previous one, so such a write is always seen): the
-// coordinator observes that version and re-stamps the write once, above
-// everything it has seen. In the second round a newer version can only come
-// from a write concurrent with this one, which last-writer-wins may order
-// either way, so an ack holding a newer version counts as durably superseded.
-// A client that writes a key sequentially through different nodes thus always
-// reads back its last value.
+// been acknowledged before this one began: the coordinator observes that
+// version and re-stamps the write once, above everything it has seen. When
+// W + W > N (the default 2 + 2 > 3), every write quorum meets the one of any
+// earlier acknowledged write, so the first round always sees such a write.
+// In the second round a newer version can only come from a write concurrent
+// with this one, which last-writer-wins may order either way, so an ack
+// holding a newer version counts as durably superseded. A client that writes
+// a key sequentially through different nodes thus reads back its last value
+// (with W + R > N), whatever the coordinators' wall clocks say. With W = 1
+// that ordering holds only as far as the clocks agree.
 //
 // Membership. Each node broadcasts a small JSON heartbeat every
 // GossipInterval; a peer unheard for DownAfter is down. Every node heard of
