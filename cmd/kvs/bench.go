@@ -200,6 +200,7 @@ type benchStats struct {
 	latency   map[string][]time.Duration // successful requests by op
 	status    map[int]int                // non-2xx responses by status
 	transport map[string]int             // transport errors by message
+	notFound  int                        // GETs answered 404 (counted as successes)
 }
 
 func newBenchStats() *benchStats {
@@ -213,6 +214,7 @@ func (s *benchStats) merge(o *benchStats) {
 	for k, v := range o.status {
 		s.status[k] += v
 	}
+	s.notFound += o.notFound
 	for k, v := range o.transport {
 		if _, ok := s.transport[k]; ok || len(s.transport) < 16 {
 			s.transport[k] += v
@@ -255,6 +257,9 @@ func benchRequest(stop context.Context, client *http.Client, st *benchStats, op,
 	case resp.StatusCode/100 == 2 || (op == "get" && resp.StatusCode == http.StatusNotFound):
 		// A 404 on a GET is a correct answer for a key never written.
 		st.latency[op] = append(st.latency[op], lat)
+		if resp.StatusCode == http.StatusNotFound {
+			st.notFound++
+		}
 	default:
 		st.status[resp.StatusCode]++
 	}
@@ -374,6 +379,9 @@ func printBench(out io.Writer, o *benchOptions, st *benchStats, elapsed time.Dur
 		all = append(all, l...)
 		fmt.Fprintf(out, "  %-4s %8d ok  %9.1f ops/s  p50 %s ms  p90 %s ms  p99 %s ms  max %s ms\n",
 			op, len(l), float64(len(l))/elapsed.Seconds(), ms(percentile(l, 50)), ms(percentile(l, 90)), ms(percentile(l, 99)), ms(l[len(l)-1]))
+	}
+	if st.notFound > 0 {
+		fmt.Fprintf(out, "  %d GETs found no value (404, counted as ok; --preload writes every key first)\n", st.notFound)
 	}
 	slices.Sort(all)
 	non2xx, transport := sumInts(st.status), sumInts(st.transport)
