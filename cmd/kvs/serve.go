@@ -273,6 +273,19 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		}
 	}()
 
+	// Bind the HTTP port first: a port in use fails before anything opens.
+	// Connections wait in the backlog until the gateway serves.
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	closers = append(closers, func() error {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	})
+
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -337,10 +350,10 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	if err != nil {
 		return err
 	}
+	closers = append(closers, n.Close) // also closes the hint store of a node never started
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
-	closers = append(closers, n.Close)
 
 	gw, err := gateway.New(gateway.Config{
 		Node:          n,
@@ -352,10 +365,6 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	})
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", o.httpAddr)
-	if err != nil {
-		return fmt.Errorf("http: %w", err)
 	}
 	srv := &http.Server{
 		Handler:           gw,
