@@ -44,6 +44,7 @@ type DB struct {
 
 	nextFileNum atomic.Uint64
 	roErr       atomic.Pointer[error]
+	roCh        chan struct{} // closed when roErr is set
 
 	commitCh chan *commitReq
 	wal      *walWriter // owned by the committer goroutine
@@ -109,6 +110,7 @@ func Open(opts Options) (*DB, error) {
 		commitCh: make(chan *commitReq, maxCommitBatch),
 		bgCh:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
+		roCh:     make(chan struct{}),
 	}
 	db.immCond = sync.NewCond(&db.mu)
 	if err := db.recover(); err != nil {
@@ -228,12 +230,13 @@ func (db *DB) recover() (err error) {
 		db.stats.flushes.Add(1)
 	}
 
+	// The manifest goes first: it names WAL walNum as the oldest needed,
+	// which is right whether or not that file exists after a crash.
 	walNum := db.newFileNum()
-	if err := db.openWAL(walNum); err != nil {
+	if err := db.writeManifest(walNum, tables); err != nil {
 		return err
 	}
-	if err := db.writeManifest(walNum, tables); err != nil {
-		db.wal.f.Close()
+	if err := db.openWAL(walNum); err != nil {
 		return err
 	}
 	// Remove what the manifest no longer references: replayed logs, orphan
@@ -344,6 +347,7 @@ func (db *DB) readOnlyErr() error {
 func (db *DB) setReadOnly(err error) {
 	if db.roErr.CompareAndSwap(nil, &err) {
 		db.opts.Logger.Error("lsm: write path failed, refusing further writes", "err", err)
+		close(db.roCh)
 	}
 	db.mu.Lock()
 	db.immCond.Broadcast()
@@ -510,8 +514,12 @@ func (db *DB) Flush() error {
 	if req.imm == nil {
 		return nil
 	}
-	<-req.imm.flushed
-	return req.imm.flushErr
+	select {
+	case <-req.imm.flushed:
+		return req.imm.flushErr
+	case <-db.roCh:
+		return db.errReadOnly()
+	}
 }
 
 // Close stops the background work, syncs and closes the WAL and releases
