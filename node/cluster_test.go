@@ -338,6 +338,9 @@ func TestReplicaMalformedMessage(t *testing.T) {
 		{"get empty key", OpGet, []byte{msgGet, 0}},
 		{"hint garbage", OpHint, []byte{msgHint, 5, 'x'}},
 		{"hint bad target", OpHint, encodeHint("a.b", &good)},
+		{"digest garbage", OpDigest, []byte{msgDigest, 2, 'n', '2', 1}},
+		{"digest bad from", OpDigest, encodeDigest("a b", &[aeBuckets]uint64{})},
+		{"sync garbage", OpSync, []byte{msgSync}},
 	} {
 		rep, err := peer.Request(ctx, "n1", tc.op, tc.req)
 		if err != nil {

@@ -32,6 +32,9 @@ const (
 	// marked down by gossip is never asked, so this is paid only in the few
 	// seconds before gossip notices a stalled node.
 	DefaultRequestTimeout = 2 * time.Second
+	// DefaultAntiEntropyInterval is the period of anti-entropy rounds: a
+	// round scans the store, so it is not run much more often than this.
+	DefaultAntiEntropyInterval = 30 * time.Second
 	// DefaultMaxValueBytes is the largest value: 1 MiB (NATS's default max
 	// payload) minus 16 KiB for the key (at most 1 KiB) and the framing.
 	DefaultMaxValueBytes = 1<<20 - 16<<10
@@ -70,6 +73,10 @@ type Config struct {
 	DownAfter time.Duration
 	// RequestTimeout bounds each request to one replica (default 2s).
 	RequestTimeout time.Duration
+	// AntiEntropyInterval is the period of anti-entropy rounds: each
+	// compares the keys shared with the next live peer and pushes the
+	// records it lacks. Default 30s; negative disables anti-entropy.
+	AntiEntropyInterval time.Duration
 	// MaxValueBytes is the largest value accepted (default
 	// DefaultMaxValueBytes, which fits a NATS message with its framing).
 	MaxValueBytes int
@@ -168,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout < 0 {
 		return fmt.Errorf("%w: RequestTimeout %v < 0", ErrInvalidConfig, c.RequestTimeout)
+	}
+	if c.AntiEntropyInterval == 0 {
+		c.AntiEntropyInterval = DefaultAntiEntropyInterval
 	}
 	if c.MaxValueBytes == 0 {
 		c.MaxValueBytes = DefaultMaxValueBytes

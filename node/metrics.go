@@ -22,6 +22,8 @@ type metrics struct {
 	hintsDelivered prometheus.Counter
 	readRepairs    prometheus.Counter
 	restamps       prometheus.Counter
+	aeRounds       prometheus.Counter
+	aeKeysPushed   prometheus.Counter
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -63,6 +65,14 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "kvs", Subsystem: "node", Name: "write_restamps_total",
 			Help: "Writes re-stamped because a replica held a newer version than the coordinator's clock.",
 		}),
+		aeRounds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "antientropy_rounds_total",
+			Help: "Anti-entropy rounds run with a peer.",
+		}),
+		aeKeysPushed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "antientropy_keys_pushed_total",
+			Help: "Records pushed to a peer that lacked them or held them older, by anti-entropy.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -71,6 +81,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 	cs := []prometheus.Collector{
 		m.requests, m.latency, m.replicaErrors, m.badRequests,
 		m.hintsStored, m.hintsForwarded, m.hintsDelivered, m.readRepairs, m.restamps,
+		m.aeRounds, m.aeKeysPushed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "hints_pending",
 			Help: "Hints held by this node, not yet delivered.",

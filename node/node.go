@@ -9,7 +9,9 @@
 // is paid for them); they, and replicas whose request fails, get the record
 // as a durable hint, handed over when gossip shows them alive again. A read
 // (Get) asks the live replicas, answers after R replies with the newest
-// version, and repairs stale replicas in the background.
+// version, and repairs stale replicas in the background. Anti-entropy rounds
+// (antientropy.go) compare digests of the keys two replicas share and push
+// what one lacks, so replicas converge even for keys nobody reads.
 //
 // Versions and acks. A version is {Counter, Node}: Counter is a hybrid logical
 // clock reading, Node is NodeHash(ID). A replica acknowledges a write with the
@@ -78,6 +80,8 @@ type Node struct {
 	hints  *hintStore
 	met    *metrics
 	wakeHO chan struct{}
+	// aePageBytes bounds a sync reply page (aeSyncPageBytes).
+	aePageBytes int
 
 	started atomic.Bool
 	cancel  context.CancelFunc
@@ -104,6 +108,8 @@ func New(cfg Config) (*Node, error) {
 		store:  cfg.Store,
 		tr:     cfg.Transport,
 		wakeHO: make(chan struct{}, 1),
+
+		aePageBytes: aeSyncPageBytes,
 	}
 	mem, err := newMembership(&n.cfg, n.log, n.wakeHandoff)
 	if err != nil {
@@ -139,7 +145,10 @@ func (n *Node) Start(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return errors.New("node: already started")
 	}
-	for op, h := range map[string]Handler{OpPut: n.handlePut, OpGet: n.handleGet, OpHint: n.handleHint} {
+	for op, h := range map[string]Handler{
+		OpPut: n.handlePut, OpGet: n.handleGet, OpHint: n.handleHint,
+		OpDigest: n.handleDigest, OpSync: n.handleSync,
+	} {
 		unsub, err := n.tr.Handle(op, h)
 		if err != nil {
 			n.unsubscribe()
@@ -158,6 +167,10 @@ func (n *Node) Start(ctx context.Context) error {
 	n.loops.Add(2)
 	go n.gossipLoop(lctx)
 	go n.handoffLoop(lctx)
+	if n.cfg.AntiEntropyInterval > 0 {
+		n.loops.Add(1)
+		go n.antiEntropyLoop(lctx)
+	}
 	n.mem.setStarted()
 	n.log.Info("node started", "cluster", n.cfg.Cluster, "members", n.mem.ring().Members(),
 		"ready", n.Ready() == nil, "n", n.cfg.N, "w", n.cfg.W, "r", n.cfg.R)
