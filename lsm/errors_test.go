@@ -1,0 +1,129 @@
+package lsm
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// TestWriteErrors injects EIO and ENOSPC into the write path: the Apply (or
+// Flush) that meets the error fails with it, later writes fail with
+// ErrReadOnly, reads keep working, and a reopen loses no acknowledged record.
+func TestWriteErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		op    Op
+		file  string // suffix of the file name to fail
+		err   error
+		flush bool // the error is met by Flush, not Apply
+	}{
+		{"WAL write EIO", OpWrite, ".log", EIO, false},
+		{"WAL write ENOSPC (short write)", OpWrite, ".log", ENOSPC, false},
+		{"WAL sync EIO", OpSync, ".log", EIO, false},
+		{"table create ENOSPC", OpCreate, ".sst.tmp", ENOSPC, true},
+		{"table write ENOSPC", OpWrite, ".sst.tmp", ENOSPC, true},
+		{"table sync EIO", OpSync, ".sst.tmp", EIO, true},
+		{"table rename EIO", OpRename, ".sst", EIO, true},
+		{"manifest write ENOSPC", OpWrite, "MANIFEST.tmp", ENOSPC, true},
+		{"manifest sync EIO", OpSync, "MANIFEST.tmp", EIO, true},
+		{"manifest rename EIO", OpRename, "MANIFEST", EIO, true},
+		{"new WAL create EIO", OpCreate, ".log", EIO, true},
+		{"dir sync EIO", OpSyncDir, "/db", EIO, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mem := NewMemFS()
+			var armed atomic.Bool
+			efs := NewErrorFS(mem, func(op Op, name string) error {
+				if armed.Load() && op == tt.op && strings.HasSuffix(name, tt.file) {
+					return tt.err
+				}
+				return nil
+			})
+			db := openMem(t, efs, nil)
+			for i := 0; i < 10; i++ {
+				mustApply(t, db, put(fmt.Sprintf("k%d", i), "v", v(uint64(i+1))))
+			}
+			armed.Store(true)
+			var err error
+			if tt.flush {
+				err = db.Flush()
+			} else {
+				_, _, err = db.Apply(put("k-failed", "v", v(100)))
+			}
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			armed.Store(false)
+			if _, _, err := db.Apply(put("k-later", "v", v(101))); !errors.Is(err, ErrReadOnly) || !errors.Is(err, tt.err) {
+				t.Fatalf("later Apply = %v, want ErrReadOnly wrapping the cause", err)
+			}
+			if err := db.Flush(); !errors.Is(err, ErrReadOnly) {
+				t.Fatalf("later Flush = %v, want ErrReadOnly", err)
+			}
+			if st := db.Stats(); !errors.Is(st.ReadOnly, tt.err) {
+				t.Fatalf("Stats.ReadOnly = %v", st.ReadOnly)
+			}
+			for i := 0; i < 10; i++ {
+				if _, err := db.Get([]byte(fmt.Sprintf("k%d", i))); err != nil {
+					t.Fatalf("Get k%d after the error: %v", i, err)
+				}
+			}
+			db.Close()
+			db = openMem(t, mem, nil)
+			defer db.Close()
+			for i := 0; i < 10; i++ {
+				if _, err := db.Get([]byte(fmt.Sprintf("k%d", i))); err != nil {
+					t.Fatalf("Get k%d after reopen: %v", i, err)
+				}
+			}
+			if _, err := db.Get([]byte("k-later")); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("refused write is present: %v", err)
+			}
+			mustApply(t, db, put("k-new", "v", v(200)))
+		})
+	}
+}
+
+// TestCompactionError fails the compaction's table write: the DB turns
+// read-only, keeps serving reads, and a reopen has everything.
+func TestCompactionError(t *testing.T) {
+	mem := NewMemFS()
+	var flushes atomic.Int32
+	efs := NewErrorFS(mem, func(op Op, name string) error {
+		// The first compactionMinRun table creations are flushes; the next
+		// is the compaction's output.
+		if op == OpCreate && strings.HasSuffix(name, ".sst.tmp") && flushes.Add(1) > compactionMinRun {
+			return ENOSPC
+		}
+		return nil
+	})
+	db := openMem(t, efs, nil)
+	for f := 0; f < compactionMinRun; f++ {
+		for i := 0; i < 10; i++ {
+			mustApply(t, db, put(fmt.Sprintf("k%d", i), fmt.Sprint(f), v(uint64(f*10+i+1))))
+		}
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-db.roCh // the background compaction failed
+	if st := db.Stats(); !errors.Is(st.ReadOnly, ENOSPC) || st.Compactions != 0 {
+		t.Fatalf("stats after failed compaction: %+v", st)
+	}
+	if _, _, err := db.Apply(put("x", "y", v(1000))); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("Apply = %v", err)
+	}
+	got, err := db.Get([]byte("k3"))
+	if err != nil || string(got.Value) != fmt.Sprint(compactionMinRun-1) {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	db.Close()
+	db = openMem(t, mem, nil)
+	defer db.Close()
+	if got := countKeys(t, db); got != 10 {
+		t.Fatalf("%d keys after reopen", got)
+	}
+}
