@@ -25,8 +25,10 @@ type MemNetwork struct {
 
 // MemEvent is one event published on a MemNetwork's change feed.
 type MemEvent struct {
+	// From is the publishing node; Op the event's operation (put, delete).
 	From, Op string
-	Msg      []byte
+	// Msg is the event's JSON document.
+	Msg []byte
 }
 
 type memNode struct {

@@ -46,8 +46,12 @@ const (
 var ErrMalformed = errors.New("node: malformed message")
 
 // RemoteError is an error reported by the remote node in an error reply.
-type RemoteError struct{ Msg string }
+type RemoteError struct {
+	// Msg is the remote node's error message.
+	Msg string
+}
 
+// Error returns the remote message, prefixed with "remote: ".
 func (e *RemoteError) Error() string { return "remote: " + e.Msg }
 
 // maxTargetBytes bounds the node ID carried by a hint.
