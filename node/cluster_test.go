@@ -575,3 +575,46 @@ func TestClusterPowerLossKeepsAcknowledgedWrites(t *testing.T) {
 		return true
 	})
 }
+
+// Concurrent writers of one key through every node: the replicas converge on
+// one version, the newest acknowledged, and every node reads it.
+func TestClusterConcurrentWritersConverge(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	key := []byte("contended")
+	var mu sync.Mutex
+	var newest lsm.Version
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				v, err := c.node(three[(w+i)%3]).Put(ctx, key, fmt.Appendf(nil, "w%d-%d", w, i), WriteOptions{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if newest.Less(v) {
+					newest = v
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 5*time.Second, "replicas converged on the newest acknowledged version", func() bool {
+		for _, id := range three {
+			if rec, err := c.node(id).LocalGet(key); err != nil || rec.Version != newest {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range three {
+		if rec, err := c.node(id).Get(ctx, key, ReadOptions{}); err != nil || rec.Version != newest {
+			t.Errorf("get via %s = %v, %v; want %v", id, rec.Version, err, newest)
+		}
+	}
+}
