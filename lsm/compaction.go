@@ -66,6 +66,64 @@ func (db *DB) compactOnce() (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	return true, db.compactRun(v, i, j)
+}
+
+// compactReq asks the background goroutine for a compaction of the tables
+// [i, j) of the current version (j < 0: through the oldest).
+type compactReq struct {
+	i, j int
+	done chan error
+}
+
+// Compact merges every table into one now, dropping the tombstones past
+// their grace period, and returns when it is done. Writes go on meanwhile.
+func (db *DB) Compact() error {
+	return db.compact(0, -1)
+}
+
+func (db *DB) compact(i, j int) error {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return ErrClosed
+	}
+	if db.readOnlyErr() != nil {
+		return db.errReadOnly()
+	}
+	req := compactReq{i, j, make(chan error, 1)}
+	select {
+	case db.compactCh <- req:
+	case <-db.roCh:
+		return db.errReadOnly()
+	}
+	return <-req.done
+}
+
+// manualCompact runs a requested compaction on the background goroutine.
+func (db *DB) manualCompact(req compactReq) error {
+	db.mu.RLock()
+	v := db.cur
+	v.ref()
+	db.mu.RUnlock()
+	defer v.unref()
+	i, j := req.i, req.j
+	if j < 0 || j > len(v.tables) {
+		j = len(v.tables)
+	}
+	if i < 0 || i >= j {
+		return nil
+	}
+	if j-i == 1 && j < len(v.tables) {
+		return nil
+	}
+	return db.compactRun(v, i, j)
+}
+
+// compactRun merges the tables [i, j) of version v, which must be current,
+// into one table that takes their place. It runs on the background
+// goroutine, the only one that changes the table list.
+func (db *DB) compactRun(v *version, i, j int) error {
 	inputs := v.tables[i:j]
 	// Tombstones may go only when the run reaches the oldest table: no
 	// older table can then hold a version the tombstone shadows.
@@ -91,7 +149,7 @@ func (db *DB) compactOnce() (bool, error) {
 		})
 	})
 	if err != nil {
-		return false, fmt.Errorf("lsm: compaction: %w", err)
+		return fmt.Errorf("lsm: compaction: %w", err)
 	}
 	// Only this goroutine changes the table list, so v is still current in
 	// its tables; the memtables may have moved on.
@@ -111,7 +169,7 @@ func (db *DB) compactOnce() (bool, error) {
 			out.obsolete.Store(true)
 			out.unref()
 		}
-		return false, err
+		return err
 	}
 	nv := newVersion(newTables)
 	if out != nil {
@@ -133,5 +191,5 @@ func (db *DB) compactOnce() (bool, error) {
 	}
 	db.stats.compWritten.Add(uint64(written))
 	db.opts.Logger.Debug("lsm: compacted", "tables", j-i, "read", read, "written", written, "took", time.Since(start))
-	return true, nil
+	return nil
 }

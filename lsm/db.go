@@ -52,9 +52,10 @@ type DB struct {
 	commitWG sync.WaitGroup
 	closeErr error // the committer's final WAL sync/close error
 
-	bgCh chan struct{}
-	quit chan struct{}
-	bgWG sync.WaitGroup
+	bgCh      chan struct{}
+	compactCh chan compactReq
+	quit      chan struct{}
+	bgWG      sync.WaitGroup
 }
 
 // version is an immutable list of live tables, newest first, shared by
@@ -104,13 +105,14 @@ func Open(opts Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{
-		opts:     opts,
-		fs:       opts.FS,
-		dir:      opts.Dir,
-		commitCh: make(chan *commitReq, maxCommitBatch),
-		bgCh:     make(chan struct{}, 1),
-		quit:     make(chan struct{}),
-		roCh:     make(chan struct{}),
+		opts:      opts,
+		fs:        opts.FS,
+		dir:       opts.Dir,
+		commitCh:  make(chan *commitReq, maxCommitBatch),
+		bgCh:      make(chan struct{}, 1),
+		compactCh: make(chan compactReq),
+		quit:      make(chan struct{}),
+		roCh:      make(chan struct{}),
 	}
 	db.immCond = sync.NewCond(&db.mu)
 	if err := db.recover(); err != nil {
@@ -748,6 +750,13 @@ func (db *DB) bgLoop() {
 	for {
 		select {
 		case <-db.bgCh:
+		case req := <-db.compactCh:
+			err := db.manualCompact(req)
+			if err != nil {
+				db.opts.Logger.Error("lsm: compaction failed", "err", err)
+				db.setReadOnly(err)
+			}
+			req.done <- err
 		case <-db.quit:
 			return
 		}
