@@ -2,10 +2,12 @@ package node
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,15 +15,27 @@ import (
 	"github.com/kvs-db/kvs/lsm"
 )
 
-// natsProc is one node of an in-process cluster over real embedded NATS: its
-// bus, its lsm.DB replica store and the node.
+// natsCluster is an in-process cluster over real embedded NATS: every node
+// has its own bus (routed to the others' fixed cluster ports), its own
+// lsm.DB on disk and its node.
+type natsCluster struct {
+	t     testing.TB
+	ids   []string
+	ports map[string]int
+	seeds []string
+	root  string
+
+	mu    sync.Mutex
+	procs map[string]*natsProc
+}
+
 type natsProc struct {
 	b  *bus.Bus
 	db *lsm.DB
 	n  *Node
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -29,6 +43,110 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+func newNATSCluster(t testing.TB, ids ...string) *natsCluster {
+	c := &natsCluster{t: t, ids: ids, ports: map[string]int{}, root: t.TempDir(), procs: map[string]*natsProc{}}
+	for _, id := range ids {
+		c.ports[id] = freePort(t)
+		c.seeds = append(c.seeds, fmt.Sprintf("127.0.0.1:%d", c.ports[id]))
+	}
+	t.Cleanup(func() {
+		for _, id := range ids {
+			c.stop(id)
+		}
+	})
+	for _, id := range ids {
+		c.start(id)
+	}
+	waitFor(t, 20*time.Second, "NATS cluster converged", c.converged(ids...))
+	return c
+}
+
+func (c *natsCluster) start(id string) *Node {
+	t := c.t
+	t.Helper()
+	b, err := bus.Start(bus.Config{
+		NodeID: id, Cluster: "nodetest", Host: "127.0.0.1",
+		ClientPort: -1, ClusterPort: c.ports[id], Seeds: c.seeds,
+		PingInterval: 250 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("bus %s: %v", id, err)
+	}
+	db, err := lsm.Open(lsm.Options{Dir: filepath.Join(c.root, id, "data")})
+	if err != nil {
+		b.Close()
+		t.Fatalf("store %s: %v", id, err)
+	}
+	n, err := New(Config{
+		ID: id, Cluster: "nodetest", HTTPAddr: "http://" + id,
+		GossipInterval: 50 * time.Millisecond, DownAfter: 400 * time.Millisecond,
+		RequestTimeout: 2 * time.Second, NeedPeers: len(c.ids) - 1,
+		DataDir: filepath.Join(c.root, id, "node"), Store: db,
+		Transport: NewNATSTransport(b), Logger: testLogger(t).With("node", id),
+	})
+	if err == nil {
+		err = n.Start(ctxT(t))
+	}
+	if err != nil {
+		db.Close()
+		b.Close()
+		t.Fatalf("node %s: %v", id, err)
+	}
+	c.mu.Lock()
+	c.procs[id] = &natsProc{b: b, db: db, n: n}
+	c.mu.Unlock()
+	return n
+}
+
+// stop closes id's node, bus and store, like a process exit.
+func (c *natsCluster) stop(id string) {
+	c.mu.Lock()
+	p := c.procs[id]
+	delete(c.procs, id)
+	c.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if err := p.n.Close(); err != nil {
+		c.t.Errorf("close node %s: %v", id, err)
+	}
+	if err := p.b.Close(); err != nil {
+		c.t.Errorf("close bus %s: %v", id, err)
+	}
+	if err := p.db.Close(); err != nil {
+		c.t.Errorf("close store %s: %v", id, err)
+	}
+}
+
+func (c *natsCluster) node(id string) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.procs[id].n
+}
+
+// converged says whether the up nodes are ready, know the whole ring and see
+// exactly the up nodes alive.
+func (c *natsCluster) converged(up ...string) func() bool {
+	return func() bool {
+		for _, id := range up {
+			n := c.node(id)
+			if n.Ready() != nil || n.mem.ring().Len() != len(c.ids) {
+				return false
+			}
+			for _, m := range n.Status().Members {
+				want := false
+				for _, u := range up {
+					want = want || u == m.ID
+				}
+				if m.Alive != want {
+					return false
+				}
+			}
+		}
+		return true
+	}
 }
 
 // TestNATSCluster runs three nodes, each with its own embedded NATS server
@@ -39,126 +157,37 @@ func TestNATSCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three embedded NATS servers")
 	}
-	ids := []string{"n1", "n2", "n3"}
-	var seeds []string
-	ports := map[string]int{}
-	for _, id := range ids {
-		ports[id] = freePort(t)
-		seeds = append(seeds, fmt.Sprintf("127.0.0.1:%d", ports[id]))
-	}
-	root := t.TempDir()
-	var mu sync.Mutex
-	procs := map[string]*natsProc{}
-	start := func(id string) *natsProc {
-		t.Helper()
-		b, err := bus.Start(bus.Config{
-			NodeID: id, Cluster: "nodetest", Host: "127.0.0.1",
-			ClientPort: -1, ClusterPort: ports[id], Seeds: seeds,
-			PingInterval: 250 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatalf("bus %s: %v", id, err)
-		}
-		db, err := lsm.Open(lsm.Options{Dir: filepath.Join(root, id, "data")})
-		if err != nil {
-			b.Close()
-			t.Fatalf("store %s: %v", id, err)
-		}
-		n, err := New(Config{
-			ID: id, Cluster: "nodetest", HTTPAddr: "http://" + id,
-			GossipInterval: 50 * time.Millisecond, DownAfter: 400 * time.Millisecond,
-			RequestTimeout: 2 * time.Second, NeedPeers: 2,
-			DataDir: filepath.Join(root, id, "node"), Store: db,
-			Transport: NewNATSTransport(b), Logger: testLogger(t).With("node", id),
-		})
-		if err == nil {
-			err = n.Start(ctxT(t))
-		}
-		if err != nil {
-			db.Close()
-			b.Close()
-			t.Fatalf("node %s: %v", id, err)
-		}
-		p := &natsProc{b: b, db: db, n: n}
-		mu.Lock()
-		procs[id] = p
-		mu.Unlock()
-		return p
-	}
-	stop := func(id string) {
-		mu.Lock()
-		p := procs[id]
-		delete(procs, id)
-		mu.Unlock()
-		if p == nil {
-			return
-		}
-		if err := p.n.Close(); err != nil {
-			t.Errorf("close node %s: %v", id, err)
-		}
-		if err := p.b.Close(); err != nil {
-			t.Errorf("close bus %s: %v", id, err)
-		}
-		if err := p.db.Close(); err != nil {
-			t.Errorf("close store %s: %v", id, err)
-		}
-	}
-	t.Cleanup(func() {
-		for _, id := range ids {
-			stop(id)
-		}
-	})
-	node := func(id string) *Node {
-		mu.Lock()
-		defer mu.Unlock()
-		return procs[id].n
-	}
-	for _, id := range ids {
-		start(id)
-	}
-	converged := func(up ...string) func() bool {
-		return func() bool {
-			for _, id := range up {
-				n := node(id)
-				if n.Ready() != nil || n.mem.ring().Len() != 3 {
-					return false
-				}
-				for _, m := range n.Status().Members {
-					want := false
-					for _, u := range up {
-						want = want || u == m.ID
-					}
-					if m.Alive != want {
-						return false
-					}
-				}
-			}
-			return true
-		}
-	}
-	waitFor(t, 20*time.Second, "NATS cluster converged", converged(ids...))
+	c := newNATSCluster(t, "n1", "n2", "n3")
 	ctx := ctxT(t)
 
-	if _, err := node("n1").Put(ctx, []byte("greeting"), []byte("hello"), WriteOptions{}); err != nil {
+	if _, err := c.node("n1").Put(ctx, []byte("greeting"), []byte("hello"), WriteOptions{}); err != nil {
 		t.Fatalf("put via n1: %v", err)
 	}
 	for _, id := range []string{"n2", "n3"} {
-		rec, err := node(id).Get(ctx, []byte("greeting"), ReadOptions{})
+		rec, err := c.node(id).Get(ctx, []byte("greeting"), ReadOptions{})
 		if err != nil || string(rec.Value) != "hello" {
 			t.Fatalf("get via %s = %q, %v", id, rec.Value, err)
+		}
+	}
+	if _, err := c.node("n3").Delete(ctx, []byte("greeting"), WriteOptions{}); err != nil {
+		t.Fatalf("delete via n3: %v", err)
+	}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if _, err := c.node(id).Get(ctx, []byte("greeting"), ReadOptions{}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("get via %s after delete: %v", id, err)
 		}
 	}
 
 	// Stop n2: writes through n1 and n3 still succeed, before and after
 	// gossip notices.
-	stop("n2")
+	c.stop("n2")
 	written := map[string]lsm.Version{}
 	write := func(i int) {
 		t.Helper()
 		key := fmt.Sprintf("k%03d", i)
 		coord := []string{"n1", "n3"}[i%2]
 		begin := time.Now()
-		v, err := node(coord).Put(ctx, []byte(key), []byte(key), WriteOptions{})
+		v, err := c.node(coord).Put(ctx, []byte(key), []byte(key), WriteOptions{})
 		if err != nil {
 			t.Fatalf("put %s via %s with n2 stopped: %v", key, coord, err)
 		}
@@ -170,12 +199,12 @@ func TestNATSCluster(t *testing.T) {
 	for i := range 20 {
 		write(i)
 	}
-	waitFor(t, 10*time.Second, "n2 seen down", converged("n1", "n3"))
+	waitFor(t, 10*time.Second, "n2 seen down", c.converged("n1", "n3"))
 	for i := 20; i < 40; i++ {
 		write(i)
 	}
 	for key := range written {
-		rec, err := node("n3").Get(ctx, []byte(key), ReadOptions{})
+		rec, err := c.node("n3").Get(ctx, []byte(key), ReadOptions{})
 		if err != nil || string(rec.Value) != key {
 			t.Fatalf("get %s via n3 with n2 stopped = %q, %v", key, rec.Value, err)
 		}
@@ -183,7 +212,7 @@ func TestNATSCluster(t *testing.T) {
 
 	// Bring n2 back on the same data directories: ready at once from its
 	// persisted ring, and caught up by hinted handoff.
-	n2 := start("n2").n
+	n2 := c.start("n2")
 	if err := n2.Ready(); err != nil {
 		t.Errorf("restarted n2 not ready: %v", err)
 	}
@@ -197,10 +226,45 @@ func TestNATSCluster(t *testing.T) {
 		return true
 	})
 	waitFor(t, 10*time.Second, "hints drained", func() bool {
-		return node("n1").hints.total()+node("n3").hints.total() == 0
+		return c.node("n1").hints.total()+c.node("n3").hints.total() == 0
 	})
-	waitFor(t, 20*time.Second, "NATS cluster converged again", converged(ids...))
+	waitFor(t, 20*time.Second, "NATS cluster converged again", c.converged("n1", "n2", "n3"))
 	if _, err := n2.Put(ctx, []byte("all"), []byte("three"), WriteOptions{W: 3}); err != nil {
 		t.Errorf("put W=3 after n2's return: %v", err)
 	}
+}
+
+// BenchmarkNATS runs puts and gets over real NATS and lsm.DB on disk with an
+// fsync on every write (SyncAlways): 128-byte values, 64 requests in flight,
+// coordinators in turn.
+func BenchmarkNATS(b *testing.B) {
+	c := newNATSCluster(b, "n1", "n2", "n3")
+	ctx := ctxT(b)
+	ids := []string{"n1", "n2", "n3"}
+	val := make([]byte, 128)
+	var seq atomic.Int64
+	b.Run("Put", func(b *testing.B) {
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := seq.Add(1)
+				if _, err := c.node(ids[i%3]).Put(ctx, fmt.Appendf(nil, "k%d", i%1000), val, WriteOptions{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("Get", func(b *testing.B) {
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := seq.Add(1)
+				if _, err := c.node(ids[i%3]).Get(ctx, fmt.Appendf(nil, "k%d", i%1000), ReadOptions{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
