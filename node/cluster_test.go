@@ -618,3 +618,38 @@ func TestClusterConcurrentWritersConverge(t *testing.T) {
 		}
 	}
 }
+
+// An asymmetric partition: n1 cannot reach n2, n3 can. Writes through either
+// succeed; n1 keeps hints for n2 and hands them over when the link heals.
+func TestClusterPartitionedReplica(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	c.net.Partition("n1", "n2")
+	c.clock.Advance(2 * time.Second)
+	waitFor(t, 10*time.Second, "n1 sees n2 down, n3 sees it up", func() bool {
+		if c.node("n1").mem.alive("n2") {
+			c.clock.Advance(2 * time.Second)
+			return false
+		}
+		return c.node("n1").mem.alive("n3") && c.node("n3").mem.alive("n2") && c.node("n3").mem.alive("n1")
+	})
+	for i := range 20 {
+		coord := []string{"n1", "n3"}[i%2]
+		if _, err := c.node(coord).Put(ctx, fmt.Appendf(nil, "p%02d", i), []byte("v"), WriteOptions{}); err != nil {
+			t.Fatalf("put via %s: %v", coord, err)
+		}
+	}
+	// Hints are stored in the background of the writes.
+	waitFor(t, 5*time.Second, "n1 holds hints for n2", func() bool {
+		return c.node("n1").hints.pendingByTarget()["n2"] == 10
+	})
+	c.net.Heal("n1", "n2")
+	waitFor(t, 10*time.Second, "n2 has every key", func() bool {
+		for i := range 20 {
+			if _, err := c.node("n2").LocalGet(fmt.Appendf(nil, "p%02d", i)); err != nil {
+				return false
+			}
+		}
+		return c.node("n1").hints.total() == 0
+	})
+}
