@@ -1,6 +1,7 @@
 package lsm
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -21,6 +22,9 @@ const (
 	smallTableBytes  = 1 << 20
 	maxTables        = 12
 )
+
+// errAborted stops a compaction when the DB closes.
+var errAborted = errors.New("lsm: compaction aborted by Close")
 
 // pickCompaction chooses the run [i, j) of tables (newest first, sizes
 // given) to merge, or ok=false.
@@ -120,9 +124,9 @@ func (db *DB) manualCompact(req compactReq) error {
 	return db.compactRun(v, i, j)
 }
 
-// compactRun merges the tables [i, j) of version v, which must be current,
-// into one table that takes their place. It runs on the background
-// goroutine, the only one that changes the table list.
+// compactRun merges the tables [i, j) of version v into one table that
+// takes their place. It runs on the compaction goroutine, so no other
+// compaction changes the list meanwhile; flushes only add newer tables.
 func (db *DB) compactRun(v *version, i, j int) error {
 	inputs := v.tables[i:j]
 	// Tombstones may go only when the run reaches the oldest table: no
@@ -135,54 +139,62 @@ func (db *DB) compactRun(v *version, i, j int) error {
 	for _, t := range inputs {
 		read += t.size
 	}
+	aborted := false
 	out, err := db.writeTable(db.newFileNum(), func(w *tableWriter) error {
 		srcs := make([]iterator, len(inputs))
 		for k, t := range inputs {
 			srcs[k] = t.iter(nil, nil)
 		}
-		return mergeIter(srcs, func(r Record) bool {
+		var n int
+		err := mergeIter(srcs, func(r Record) bool {
+			if n++; n%1024 == 0 && isClosed(db.quit) {
+				aborted = true
+				return false
+			}
 			if dropTombstones && r.Tombstone && nowMs-int64(r.Version.Counter>>16) > graceMs {
 				return true
 			}
 			w.add(&r)
 			return true
 		})
+		if err == nil && aborted {
+			err = errAborted
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("lsm: compaction: %w", err)
 	}
-	// Only this goroutine changes the table list, so v is still current in
-	// its tables; the memtables may have moved on.
-	newTables := append([]*table(nil), v.tables[:i]...)
-	if out != nil {
-		newTables = append(newTables, out)
-	}
-	newTables = append(newTables, v.tables[j:]...)
-	db.mu.RLock()
-	logNum := db.mem.walNum
-	if len(db.imms) > 0 {
-		logNum = db.imms[0].walNum
-	}
-	db.mu.RUnlock()
-	if err := db.writeManifest(logNum, newTables); err != nil {
-		if out != nil {
-			out.obsolete.Store(true)
-			out.unref()
+	// Flushes may have added newer tables meanwhile; the run is still
+	// adjacent and still ends at the oldest table if it did.
+	err = db.install(func(ts []*table) ([]*table, error) {
+		k := 0
+		for k < len(ts) && ts[k] != inputs[0] {
+			k++
 		}
+		if k+len(inputs) > len(ts) {
+			return nil, errors.New("lsm: internal error: compaction inputs vanished")
+		}
+		for m, t := range inputs {
+			if ts[k+m] != t {
+				return nil, errors.New("lsm: internal error: compaction inputs not adjacent")
+			}
+		}
+		nt := append([]*table(nil), ts[:k]...)
+		if out != nil {
+			nt = append(nt, out)
+		}
+		return append(nt, ts[k+len(inputs):]...), nil
+	}, nil, inputs)
+	if out != nil {
+		if err != nil {
+			out.obsolete.Store(true)
+		}
+		out.unref()
+	}
+	if err != nil {
 		return err
 	}
-	nv := newVersion(newTables)
-	if out != nil {
-		out.refs.Add(-1)
-	}
-	for _, t := range inputs {
-		t.obsolete.Store(true)
-	}
-	db.mu.Lock()
-	old := db.cur
-	db.cur = nv
-	db.mu.Unlock()
-	old.unref()
 	db.stats.compactions.Add(1)
 	db.stats.compRead.Add(uint64(read))
 	var written int64

@@ -52,10 +52,14 @@ type DB struct {
 	commitWG sync.WaitGroup
 	closeErr error // the committer's final WAL sync/close error
 
-	bgCh      chan struct{}
-	compactCh chan compactReq
-	quit      chan struct{}
-	bgWG      sync.WaitGroup
+	// installMu serialises manifest updates and the installation of the
+	// table list that goes with them (flushes and compactions).
+	installMu   sync.Mutex
+	flushCh     chan struct{}
+	compactKick chan struct{}
+	compactCh   chan compactReq
+	quit        chan struct{}
+	bgWG        sync.WaitGroup
 }
 
 // version is an immutable list of live tables, newest first, shared by
@@ -105,14 +109,15 @@ func Open(opts Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{
-		opts:      opts,
-		fs:        opts.FS,
-		dir:       opts.Dir,
-		commitCh:  make(chan *commitReq, maxCommitBatch),
-		bgCh:      make(chan struct{}, 1),
-		compactCh: make(chan compactReq),
-		quit:      make(chan struct{}),
-		roCh:      make(chan struct{}),
+		opts:        opts,
+		fs:          opts.FS,
+		dir:         opts.Dir,
+		commitCh:    make(chan *commitReq, maxCommitBatch),
+		flushCh:     make(chan struct{}, 1),
+		compactKick: make(chan struct{}, 1),
+		compactCh:   make(chan compactReq),
+		quit:        make(chan struct{}),
+		roCh:        make(chan struct{}),
 	}
 	db.immCond = sync.NewCond(&db.mu)
 	if err := db.recover(); err != nil {
@@ -120,9 +125,10 @@ func Open(opts Options) (*DB, error) {
 	}
 	db.commitWG.Add(1)
 	go db.commitLoop()
-	db.bgWG.Add(1)
-	go db.bgLoop()
-	db.kickBackground()
+	db.bgWG.Add(2)
+	go db.flushLoop()
+	go db.compactLoop()
+	kick(db.compactKick)
 	return db, nil
 }
 
@@ -724,7 +730,7 @@ func (db *DB) rotate() (*memtable, error) {
 	db.imms = append(db.imms, imm)
 	db.mem = newMemtable(db.wal.num)
 	db.mu.Unlock()
-	db.kickBackground()
+	kick(db.flushCh)
 	return imm, nil
 }
 
@@ -737,26 +743,19 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
-func (db *DB) kickBackground() {
+func kick(c chan struct{}) {
 	select {
-	case db.bgCh <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
 
-// bgLoop flushes immutable memtables and runs compactions.
-func (db *DB) bgLoop() {
+// flushLoop writes immutable memtables to tables, oldest first.
+func (db *DB) flushLoop() {
 	defer db.bgWG.Done()
 	for {
 		select {
-		case <-db.bgCh:
-		case req := <-db.compactCh:
-			err := db.manualCompact(req)
-			if err != nil {
-				db.opts.Logger.Error("lsm: compaction failed", "err", err)
-				db.setReadOnly(err)
-			}
-			req.done <- err
+		case <-db.flushCh:
 		case <-db.quit:
 			return
 		}
@@ -768,10 +767,35 @@ func (db *DB) bgLoop() {
 				db.failImmutables(err)
 				break
 			}
-			if did {
-				continue
+			if !did {
+				break
 			}
-			did, err = db.compactOnce()
+			kick(db.compactKick)
+		}
+	}
+}
+
+// compactLoop runs the compactions that are due and those requested.
+func (db *DB) compactLoop() {
+	defer db.bgWG.Done()
+	for {
+		select {
+		case <-db.compactKick:
+		case req := <-db.compactCh:
+			err := db.manualCompact(req)
+			if err != nil && !errors.Is(err, errAborted) {
+				db.opts.Logger.Error("lsm: compaction failed", "err", err)
+				db.setReadOnly(err)
+			}
+			req.done <- err
+		case <-db.quit:
+			return
+		}
+		for !isClosed(db.quit) && db.readOnlyErr() == nil {
+			did, err := db.compactOnce()
+			if errors.Is(err, errAborted) {
+				return
+			}
 			if err != nil {
 				db.opts.Logger.Error("lsm: compaction failed", "err", err)
 				db.setReadOnly(err)
@@ -782,6 +806,51 @@ func (db *DB) bgLoop() {
 			}
 		}
 	}
+}
+
+// install writes a manifest with the table list edit makes of the current
+// one and installs that list. flushed, if not nil, is the immutable
+// memtable (the oldest) now in a table; obsolete tables are deleted once
+// no reader holds them.
+func (db *DB) install(edit func([]*table) ([]*table, error), flushed *memtable, obsolete []*table) error {
+	db.installMu.Lock()
+	defer db.installMu.Unlock()
+	db.mu.RLock()
+	tables, err := edit(db.cur.tables)
+	imms := db.imms
+	if flushed != nil {
+		if len(imms) == 0 || imms[0] != flushed {
+			db.mu.RUnlock()
+			return errors.New("lsm: internal error: flushed memtable is not the oldest")
+		}
+		imms = imms[1:]
+	}
+	// The oldest WAL still needed is that of the oldest unflushed memtable.
+	logNum := db.mem.walNum
+	if len(imms) > 0 {
+		logNum = imms[0].walNum
+	}
+	db.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	if err := db.writeManifest(logNum, tables); err != nil {
+		return err
+	}
+	nv := newVersion(tables)
+	for _, t := range obsolete {
+		t.obsolete.Store(true)
+	}
+	db.mu.Lock()
+	old := db.cur
+	db.cur = nv
+	if flushed != nil {
+		db.imms = db.imms[1:]
+		db.immCond.Broadcast()
+	}
+	db.mu.Unlock()
+	old.unref()
+	return nil
 }
 
 // failImmutables wakes Flush callers waiting for memtables that will not be
@@ -815,28 +884,16 @@ func (db *DB) flushOne() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	db.mu.RLock()
-	logNum := db.mem.walNum
-	if len(db.imms) > 1 {
-		logNum = db.imms[1].walNum
-	}
-	tables := append([]*table{t}, db.cur.tables...)
-	db.mu.RUnlock()
-	if err := db.writeManifest(logNum, tables); err != nil {
+	err = db.install(func(ts []*table) ([]*table, error) {
+		return append([]*table{t}, ts...), nil
+	}, imm, nil)
+	if err != nil {
 		t.obsolete.Store(true)
-		t.refs.Store(1)
-		t.unref()
+	}
+	t.unref() // the version holds it now
+	if err != nil {
 		return false, err
 	}
-	nv := newVersion(tables)
-	t.refs.Add(-1)
-	db.mu.Lock()
-	old := db.cur
-	db.cur = nv
-	db.imms = db.imms[1:]
-	db.immCond.Broadcast()
-	db.mu.Unlock()
-	old.unref()
 	imm.finish(nil)
 	db.stats.flushes.Add(1)
 	// The WAL of the flushed memtable is no longer needed.
