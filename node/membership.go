@@ -18,7 +18,8 @@ import (
 
 // heartbeat is the gossip message, JSON so that `nats sub` shows it readably:
 //
-//	{"id":"n1","cluster":"kvs","http":"127.0.0.1:8081","members":["n1","n2","n3"],"ts_ms":1764093600000,"ready":true}
+//	{"id":"n1","cluster":"kvs","http":"127.0.0.1:8081","members":["n1","n2","n3"],
+//	 "ts_ms":1764093600000,"ready":true,"n":3,"vnodes":100}
 type heartbeat struct {
 	ID      string   `json:"id"`
 	Cluster string   `json:"cluster"`
@@ -26,6 +27,10 @@ type heartbeat struct {
 	Members []string `json:"members"`
 	TsMs    int64    `json:"ts_ms"`
 	Ready   bool     `json:"ready"`
+	// N and VNodes must agree across the cluster, or nodes place keys
+	// differently; a mismatch is logged.
+	N      int `json:"n"`
+	VNodes int `json:"vnodes"`
 }
 
 // ringFile is the persisted ring in DataDir.
@@ -40,6 +45,7 @@ type memberState struct {
 	lastSeen time.Time // last heartbeat, or the time it was learned of
 	heard    bool      // a heartbeat arrived since this node started
 	down     bool      // last known liveness, to notice a return
+	warned   bool      // a config mismatch was logged
 }
 
 // membership is the member table, liveness and the ring.
@@ -221,6 +227,8 @@ func (m *membership) heartbeat(ready bool) []byte {
 		Members: m.ring().Members(),
 		TsMs:    m.cfg.Clock.Now().UnixMilli(),
 		Ready:   ready,
+		N:       m.cfg.N,
+		VNodes:  m.cfg.VNodes,
 	})
 	return b
 }
@@ -278,7 +286,13 @@ func (m *membership) onHeartbeat(b []byte) {
 	}
 	returned := s.down || now.Sub(s.lastSeen) > m.cfg.DownAfter || !s.heard
 	s.lastSeen, s.heard, s.down, s.http = now, true, false, hb.HTTP
+	mismatch := (hb.N != m.cfg.N || hb.VNodes != m.cfg.VNodes) && !s.warned
+	s.warned = s.warned || mismatch
 	m.mu.Unlock()
+	if mismatch {
+		m.log.Error("peer configured differently: keys are placed inconsistently until N and VNodes agree",
+			"peer", hb.ID, "peer_n", hb.N, "peer_vnodes", hb.VNodes, "n", m.cfg.N, "vnodes", m.cfg.VNodes)
+	}
 	if returned {
 		m.log.Info("peer up", "peer", hb.ID)
 		m.wake()
