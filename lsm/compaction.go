@@ -55,8 +55,9 @@ func pickCompaction(sizes []int64) (i, j int, ok bool) {
 	return 0, 0, false
 }
 
-// compactOnce runs one compaction if one is due.
-func (db *DB) compactOnce() (bool, error) {
+// compactOnce runs one compaction if one is due and returns its inputs
+// (nil if none was due).
+func (db *DB) compactOnce() ([]*table, error) {
 	db.mu.RLock()
 	v := db.cur
 	v.ref()
@@ -68,9 +69,9 @@ func (db *DB) compactOnce() (bool, error) {
 	}
 	i, j, ok := pickCompaction(sizes)
 	if !ok {
-		return false, nil
+		return nil, nil
 	}
-	return true, db.compactRun(v, i, j)
+	return v.tables[i:j], db.compactRun(v, i, j)
 }
 
 // compactReq asks the background goroutine for a compaction of the tables
@@ -104,8 +105,8 @@ func (db *DB) compact(i, j int) error {
 	return <-req.done
 }
 
-// manualCompact runs a requested compaction on the background goroutine.
-func (db *DB) manualCompact(req compactReq) error {
+// manualCompact runs a requested compaction on the compaction goroutine.
+func (db *DB) manualCompact(req compactReq) ([]*table, error) {
 	db.mu.RLock()
 	v := db.cur
 	v.ref()
@@ -116,12 +117,12 @@ func (db *DB) manualCompact(req compactReq) error {
 		j = len(v.tables)
 	}
 	if i < 0 || i >= j {
-		return nil
+		return nil, nil
 	}
 	if j-i == 1 && j < len(v.tables) {
-		return nil
+		return nil, nil
 	}
-	return db.compactRun(v, i, j)
+	return v.tables[i:j], db.compactRun(v, i, j)
 }
 
 // compactRun merges the tables [i, j) of version v into one table that

@@ -27,6 +27,12 @@ type DB struct {
 	fs    FS
 	dir   string
 	stats dbStats
+	cache *blockCache
+
+	qmu         sync.Mutex
+	quarantined []QuarantinedTable
+	qCh         chan qReq   // corrupt tables found by reads
+	noCompact   atomic.Bool // compaction met corruption and stopped
 
 	// closeMu is held shared by every public call and exclusively by Close.
 	closeMu sync.RWMutex
@@ -116,10 +122,12 @@ func Open(opts Options) (*DB, error) {
 		flushCh:     make(chan struct{}, 1),
 		compactKick: make(chan struct{}, 1),
 		compactCh:   make(chan compactReq),
+		qCh:         make(chan qReq, 16),
 		quit:        make(chan struct{}),
 		roCh:        make(chan struct{}),
 	}
 	db.immCond = sync.NewCond(&db.mu)
+	db.cache = newBlockCache(opts.BlockCacheBytes)
 	if err := db.recover(); err != nil {
 		return nil, err
 	}
@@ -178,16 +186,25 @@ func (db *DB) recover() (err error) {
 		}
 	}()
 	live := map[string]bool{}
+	var quarantine []string
 	for _, mt := range m.tables {
 		name := tableName(mt.num)
-		t, err := openTable(fsys, join(dir, name), name, mt.num, &db.stats)
+		t, err := openTable(fsys, join(dir, name), name, mt.num, &db.stats, db.cache)
+		if err == nil && uint64(t.size) != mt.size {
+			t.f.Close()
+			err = corruptf(name, t.size, "table is %d bytes, the manifest says %d", t.size, mt.size)
+		}
 		if err != nil {
+			if db.opts.QuarantineCorrupt && errors.Is(err, ErrCorrupt) {
+				db.opts.Logger.Error("lsm: quarantining corrupt table", "table", name, "err", err)
+				quarantine = append(quarantine, name)
+				live[name] = true // not an orphan: moved aside below
+				db.quarantined = append(db.quarantined, QuarantinedTable{Table: name, Err: err.Error()})
+				continue
+			}
 			return err
 		}
 		tables = append(tables, t)
-		if uint64(t.size) != mt.size {
-			return corruptf(name, t.size, "table is %d bytes, the manifest says %d", t.size, mt.size)
-		}
 		live[name] = true
 	}
 
@@ -246,6 +263,12 @@ func (db *DB) recover() (err error) {
 	}
 	if err := db.openWAL(walNum); err != nil {
 		return err
+	}
+	// The manifest no longer names the quarantined tables: move them aside.
+	for _, name := range quarantine {
+		if err := fsys.Rename(join(dir, name), join(dir, name+quarantineSuffix)); err != nil {
+			db.opts.Logger.Error("lsm: move quarantined table aside", "table", name, "err", err)
+		}
 	}
 	// Remove what the manifest no longer references: replayed logs, orphan
 	// tables of an interrupted flush or compaction, temporary files.
@@ -339,7 +362,7 @@ func (db *DB) writeTable(num uint64, fill func(w *tableWriter) error) (*table, e
 		return nil, fmt.Errorf("lsm: sync dir for table %s: %w", name, err)
 	}
 	db.stats.tableBytesWritten.Add(size)
-	return openTable(db.fs, path, name, num, &db.stats)
+	return openTable(db.fs, path, name, num, &db.stats, db.cache)
 }
 
 // readOnlyErr returns the error that made the DB read-only, or nil.
@@ -467,6 +490,7 @@ func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 	for _, t := range v.tables {
 		r, ok, err := t.get(key, h)
 		if err != nil {
+			db.noteCorruption(err, v.tables)
 			return Record{}, false, err
 		}
 		if ok {
@@ -500,7 +524,11 @@ func (db *DB) Scan(start, end []byte, fn func(Record) bool) error {
 	for _, t := range v.tables {
 		srcs = append(srcs, t.iter(start, end))
 	}
-	return mergeIter(srcs, func(r Record) bool { return fn(cloneRecord(r)) })
+	err := mergeIter(srcs, func(r Record) bool { return fn(cloneRecord(r)) })
+	if err != nil {
+		db.noteCorruption(err, v.tables)
+	}
+	return err
 }
 
 // Flush writes the memtable to a table now and returns once every record
@@ -775,33 +803,37 @@ func (db *DB) flushLoop() {
 	}
 }
 
-// compactLoop runs the compactions that are due and those requested.
+// compactLoop runs the compactions that are due and those requested, and
+// quarantines the corrupt tables reads report.
 func (db *DB) compactLoop() {
 	defer db.bgWG.Done()
 	for {
 		select {
 		case <-db.compactKick:
 		case req := <-db.compactCh:
-			err := db.manualCompact(req)
-			if err != nil && !errors.Is(err, errAborted) {
-				db.opts.Logger.Error("lsm: compaction failed", "err", err)
-				db.setReadOnly(err)
+			inputs, err := db.manualCompact(req)
+			if err != nil {
+				db.handleCompactionError(err, inputs)
 			}
 			req.done <- err
+		case q := <-db.qCh:
+			if err := db.quarantineTable(q.t, q.err); err != nil {
+				db.setReadOnly(err)
+			}
+			continue
 		case <-db.quit:
 			return
 		}
-		for !isClosed(db.quit) && db.readOnlyErr() == nil {
-			did, err := db.compactOnce()
-			if errors.Is(err, errAborted) {
-				return
-			}
+		for !isClosed(db.quit) && db.readOnlyErr() == nil && !db.noCompact.Load() {
+			inputs, err := db.compactOnce()
 			if err != nil {
-				db.opts.Logger.Error("lsm: compaction failed", "err", err)
-				db.setReadOnly(err)
-				break
+				db.handleCompactionError(err, inputs)
+				if errors.Is(err, errAborted) {
+					return
+				}
+				continue
 			}
-			if !did {
+			if inputs == nil {
 				break
 			}
 		}

@@ -52,9 +52,10 @@ func ParseSyncPolicy(s string) (SyncPolicy, error) {
 
 // Defaults used by Options.Validate.
 const (
-	DefaultSyncInterval   = 100 * time.Millisecond
-	DefaultMemtableBytes  = 4 << 20
-	DefaultTombstoneGrace = 240 * time.Hour
+	DefaultSyncInterval    = 100 * time.Millisecond
+	DefaultMemtableBytes   = 4 << 20
+	DefaultTombstoneGrace  = 240 * time.Hour
+	DefaultBlockCacheBytes = 8 << 20
 )
 
 // Options configure a DB. The zero value of every field except Dir is
@@ -80,6 +81,14 @@ type Options struct {
 	// Now returns the current time; nil means time.Now. Tests inject a
 	// clock to age tombstones.
 	Now func() time.Time
+	// BlockCacheBytes bounds the cache of data blocks shared by all tables;
+	// default 8 MiB, negative disables it.
+	BlockCacheBytes int64
+	// QuarantineCorrupt makes Open move a table that fails its checks aside
+	// (renamed to NNNNNN.sst.quarantine, listed in Stats.Quarantined) and
+	// carry on without it, instead of failing. The records it held are then
+	// missing (or older versions show) until replicas repair them.
+	QuarantineCorrupt bool
 	// Logger receives background events (flushes, compactions, errors);
 	// nil discards them.
 	Logger *slog.Logger
@@ -113,6 +122,9 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("lsm: negative Options.TombstoneGrace %v", o.TombstoneGrace))
 	} else if o.TombstoneGrace == 0 {
 		o.TombstoneGrace = DefaultTombstoneGrace
+	}
+	if o.BlockCacheBytes == 0 {
+		o.BlockCacheBytes = DefaultBlockCacheBytes
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -52,6 +52,11 @@ type Stats struct {
 	ManifestWrites uint64
 	// BlockReads counts table blocks read from the file system.
 	BlockReads uint64
+	// BlockCacheHits and BlockCacheMisses count data-block lookups in the
+	// block cache; BlockCacheBytes is its current size.
+	BlockCacheHits   uint64
+	BlockCacheMisses uint64
+	BlockCacheBytes  int64
 	// BloomUseful counts table probes the filter answered "absent";
 	// BloomUseless counts probes it let through for a key the table lacked.
 	BloomUseful  uint64
@@ -61,6 +66,12 @@ type Stats struct {
 	WriteStalls    uint64
 	WriteStallTime time.Duration
 	WriteStallMax  time.Duration
+
+	// Quarantined lists the tables moved aside as corrupt.
+	Quarantined []QuarantinedTable
+	// CompactionHalted is true once a compaction met corrupt data without
+	// QuarantineCorrupt: nothing is merged any more.
+	CompactionHalted bool
 
 	// ReadOnly is the write-path error that made the DB refuse writes, or
 	// nil.
@@ -148,6 +159,15 @@ func (db *DB) Stats() Stats {
 	st.WriteStallTime = s.stallTime
 	st.WriteStallMax = s.stallMax
 	s.mu.Unlock()
+	if db.cache != nil {
+		st.BlockCacheHits = db.cache.hits.Load()
+		st.BlockCacheMisses = db.cache.misses.Load()
+		st.BlockCacheBytes = db.cache.bytes()
+	}
+	db.qmu.Lock()
+	st.Quarantined = append([]QuarantinedTable(nil), db.quarantined...)
+	db.qmu.Unlock()
+	st.CompactionHalted = db.noCompact.Load()
 	st.ReadOnly = db.readOnlyErr()
 	return st
 }

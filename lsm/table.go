@@ -174,13 +174,14 @@ type table struct {
 	smallest []byte
 	largest  []byte
 	stats    *dbStats
+	cache    *blockCache
 
 	refs     atomic.Int32
 	obsolete atomic.Bool // delete the file when the last reference goes
 }
 
 // openTable opens and checks a table's footer, index and filter.
-func openTable(fs FS, path, name string, num uint64, stats *dbStats) (*table, error) {
+func openTable(fs FS, path, name string, num uint64, stats *dbStats, cache *blockCache) (*table, error) {
 	f, err := fs.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("lsm: open table %s: %w", name, err)
@@ -190,7 +191,7 @@ func openTable(fs FS, path, name string, num uint64, stats *dbStats) (*table, er
 		f.Close()
 		return nil, err
 	}
-	t.num, t.path, t.fs = num, path, fs
+	t.num, t.path, t.fs, t.cache = num, path, fs, cache
 	t.refs.Store(1)
 	return t, nil
 }
@@ -280,6 +281,12 @@ func (t *table) readBlock(h blockHandle) ([]byte, error) {
 
 func (t *table) readDataBlock(i int) (*block, error) {
 	h := t.index[i].h
+	k := cacheKey{t.num, h.off}
+	if t.cache != nil {
+		if blk := t.cache.get(k); blk != nil {
+			return blk, nil
+		}
+	}
 	b, err := t.readBlock(h)
 	if err != nil {
 		return nil, err
@@ -287,6 +294,9 @@ func (t *table) readDataBlock(i int) (*block, error) {
 	blk, err := parseBlock(b)
 	if err != nil {
 		return nil, corruptf(t.name, int64(h.off), "data block: %v", err)
+	}
+	if t.cache != nil {
+		t.cache.put(k, blk)
 	}
 	return blk, nil
 }
