@@ -124,7 +124,7 @@ func TestClusterNodeDownAndHandoff(t *testing.T) {
 
 			var keys [][]byte
 			var versions []lsm.Version
-			for i := range 50 {
+			for i := range 300 {
 				coord := []string{"n1", "n3"}[i%2]
 				key := fmt.Appendf(nil, "k%03d", i)
 				start := time.Now()
@@ -153,8 +153,8 @@ func TestClusterNodeDownAndHandoff(t *testing.T) {
 				return c.node("n1").hints.pendingByTarget()["n2"]+c.node("n3").hints.pendingByTarget()["n2"] == len(keys)
 			})
 			st := c.node("n1").Status()
-			if m := st.Members[1]; m.ID != "n2" || m.Alive || m.HintsPending != 25 {
-				t.Errorf("n1's status of n2 = %+v, want down with 25 hints", m)
+			if m := st.Members[1]; m.ID != "n2" || m.Alive || m.HintsPending != 150 {
+				t.Errorf("n1's status of n2 = %+v, want down with 150 hints", m)
 			}
 
 			// W = 3 cannot be met with n2 down: a fast ErrQuorum.

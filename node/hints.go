@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -276,11 +277,13 @@ func (n *Node) handoffLoop(ctx context.Context) {
 }
 
 // handoff delivers the hints held for target until none is left, the target
-// fails, or ctx ends.
+// stops answering, or ctx ends. A batch is delivered with up to
+// handoffParallel requests in flight, so that the target's store can group
+// their fsyncs.
 func (n *Node) handoff(ctx context.Context, target string) {
-	const batchSize = 128
+	const batchSize, handoffParallel = 128, 16
 	var after []byte
-	delivered := 0
+	var delivered atomic.Int64
 	for ctx.Err() == nil {
 		batch, err := n.hints.batch(target, after, batchSize)
 		if err != nil {
@@ -289,28 +292,54 @@ func (n *Node) handoff(ctx context.Context, target string) {
 		if len(batch) == 0 {
 			break
 		}
+		var (
+			wg          sync.WaitGroup
+			sem         = make(chan struct{}, handoffParallel)
+			unreachable atomic.Bool
+			errMu       sync.Mutex
+			firstErr    error
+		)
 		for _, ph := range batch {
-			if err := n.deliver(ctx, target, ph.rec); err != nil {
-				if errors.Is(err, ErrUnreachable) || ctx.Err() != nil {
-					n.log.Info("hint handoff paused", "target", target, "delivered", delivered, "err", err)
+			if unreachable.Load() {
+				break
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				err := n.deliver(ctx, target, ph.rec)
+				if err != nil {
+					if errors.Is(err, ErrUnreachable) || ctx.Err() != nil {
+						unreachable.Store(true)
+						errMu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						errMu.Unlock()
+						return
+					}
+					// The target answered but refused this one: keep it for
+					// the next round and go on with the others.
+					n.log.Warn("hint refused", "target", target, "key", ph.rec.Key, "err", err)
 					return
 				}
-				// The target answered but refused this one: keep it for the
-				// next round and go on with the others.
-				n.log.Warn("hint refused", "target", target, "key", ph.rec.Key, "err", err)
-				continue
-			}
-			if err := n.hints.remove(ph.hk, target, ph.version); err != nil {
-				n.log.Error("delete delivered hint", "target", target, "err", err)
-				return
-			}
-			delivered++
-			n.met.hintsDelivered.Inc()
+				if err := n.hints.remove(ph.hk, target, ph.version); err != nil {
+					n.log.Error("delete delivered hint", "target", target, "err", err)
+					return
+				}
+				delivered.Add(1)
+				n.met.hintsDelivered.Inc()
+			}()
+		}
+		wg.Wait()
+		if unreachable.Load() {
+			n.log.Info("hint handoff paused", "target", target, "delivered", delivered.Load(), "err", firstErr)
+			return
 		}
 		after = batch[len(batch)-1].hk
 	}
-	if delivered > 0 {
-		n.log.Info("hints handed off", "target", target, "delivered", delivered)
+	if d := delivered.Load(); d > 0 {
+		n.log.Info("hints handed off", "target", target, "delivered", d)
 	}
 }
 
