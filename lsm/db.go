@@ -3,6 +3,7 @@ package lsm
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"sort"
 	"sync"
@@ -28,6 +29,7 @@ type DB struct {
 	dir   string
 	stats dbStats
 	cache *blockCache
+	lock  io.Closer // the LOCK file, held while open
 
 	qmu         sync.Mutex
 	quarantined []QuarantinedTable
@@ -128,7 +130,16 @@ func Open(opts Options) (*DB, error) {
 	}
 	db.immCond = sync.NewCond(&db.mu)
 	db.cache = newBlockCache(opts.BlockCacheBytes)
+	if err := db.fs.MkdirAll(db.dir); err != nil {
+		return nil, fmt.Errorf("lsm: create %s: %w", db.dir, err)
+	}
+	lock, err := db.fs.Lock(join(db.dir, lockName))
+	if err != nil {
+		return nil, fmt.Errorf("lsm: %s is in use: %w", db.dir, err)
+	}
+	db.lock = lock
 	if err := db.recover(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	db.commitWG.Add(1)
@@ -146,9 +157,6 @@ func (db *DB) newFileNum() uint64 { return db.nextFileNum.Add(1) - 1 }
 // starts a fresh WAL.
 func (db *DB) recover() (err error) {
 	fsys, dir := db.fs, db.dir
-	if err := fsys.MkdirAll(dir); err != nil {
-		return fmt.Errorf("lsm: create %s: %w", dir, err)
-	}
 	names, err := fsys.List(dir)
 	if err != nil {
 		return fmt.Errorf("lsm: list %s: %w", dir, err)
@@ -583,6 +591,9 @@ func (db *DB) Close() error {
 	db.cur = nil
 	db.mu.Unlock()
 	v.unref()
+	if err := db.lock.Close(); err != nil && db.closeErr == nil {
+		db.closeErr = fmt.Errorf("lsm: release lock: %w", err)
+	}
 	return db.closeErr
 }
 

@@ -520,3 +520,31 @@ func TestConcurrentApplySameKey(t *testing.T) {
 		t.Fatalf("Get = %q@%v, %v; want %v", got.Value, got.Version, err, want)
 	}
 }
+
+func TestDirectoryLock(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   FS
+		dir  string
+	}{
+		{"mem", NewMemFS(), "/db"},
+		{"os", OSFS{}, t.TempDir()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := Open(Options{Dir: tc.dir, FS: tc.fs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if db2, err := Open(Options{Dir: tc.dir, FS: tc.fs}); err == nil {
+				db2.Close()
+				t.Fatal("second Open of the same directory succeeded")
+			}
+			db.Close()
+			db, err = Open(Options{Dir: tc.dir, FS: tc.fs})
+			if err != nil {
+				t.Fatalf("Open after Close: %v", err)
+			}
+			db.Close()
+		})
+	}
+}

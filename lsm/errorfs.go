@@ -2,6 +2,7 @@ package lsm
 
 import (
 	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,9 +25,10 @@ const (
 	OpSync
 	OpSize
 	OpClose
+	OpLock
 )
 
-var opNames = [...]string{"create", "open", "remove", "rename", "mkdirall", "list", "syncdir", "write", "read", "sync", "size", "close"}
+var opNames = [...]string{"create", "open", "remove", "rename", "mkdirall", "list", "syncdir", "write", "read", "sync", "size", "close", "lock"}
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -98,6 +100,16 @@ func (e *ErrorFS) begin(op Op, name string) error {
 		return e.hook(op, name)
 	}
 	return nil
+}
+
+// Lock implements FS. Releasing the lock always reaches the inner FS, even
+// after Kill: a dead process holds no locks.
+func (e *ErrorFS) Lock(name string) (io.Closer, error) {
+	defer e.mu.RUnlock()
+	if err := e.begin(OpLock, name); err != nil {
+		return nil, err
+	}
+	return e.inner.Lock(name)
 }
 
 type errFile struct {

@@ -37,6 +37,10 @@ type FS interface {
 	// SyncDir makes the directory's entries (creations, renames, removals)
 	// durable.
 	SyncDir(dir string) error
+	// Lock creates the named file if needed and takes an exclusive lock on
+	// it, held until the returned Closer is closed. It fails at once if
+	// another holder (another process, or another DB in this one) has it.
+	Lock(name string) (io.Closer, error)
 }
 
 // OSFS is the operating system's file system.

@@ -20,6 +20,7 @@ const (
 	manifestName    = "MANIFEST"
 	manifestMagic   = 0x74736566696e616d // "manifest" little-endian
 	manifestVersion = 1
+	lockName        = "LOCK"
 )
 
 type manifestTable struct {

@@ -18,9 +18,10 @@ var ErrCrashed = errors.New("lsm: file handle from before a simulated crash")
 // last Sync, and directory entries (creations, renames, removals) made after
 // the directory's last SyncDir. It is safe for concurrent use.
 type MemFS struct {
-	mu   sync.Mutex
-	gen  int
-	dirs map[string]*memDir
+	mu    sync.Mutex
+	gen   int
+	dirs  map[string]*memDir
+	locks map[string]int // held locks, by the generation that took them
 }
 
 type memNode struct {
@@ -34,7 +35,45 @@ type memDir struct {
 }
 
 // NewMemFS returns an empty in-memory file system.
-func NewMemFS() *MemFS { return &MemFS{dirs: map[string]*memDir{}} }
+func NewMemFS() *MemFS { return &MemFS{dirs: map[string]*memDir{}, locks: map[string]int{}} }
+
+type memLock struct {
+	fs   *MemFS
+	name string
+	gen  int
+}
+
+func (l *memLock) Close() error {
+	l.fs.mu.Lock()
+	defer l.fs.mu.Unlock()
+	if g, ok := l.fs.locks[l.name]; ok && g == l.gen {
+		delete(l.fs.locks, l.name)
+	}
+	return nil
+}
+
+// Lock implements FS. A crash releases every lock, as the death of the
+// process holding them would.
+func (m *MemFS) Lock(name string) (io.Closer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	name = filepath.Clean(name)
+	if _, held := m.locks[name]; held {
+		return nil, fmt.Errorf("lock %s: %w", name, errLocked)
+	}
+	d, b := split(name)
+	md := m.dir(d, false)
+	if md == nil {
+		return nil, notExist("lock", name)
+	}
+	if md.live[b] == nil {
+		md.live[b] = &memNode{}
+	}
+	m.locks[name] = m.gen
+	return &memLock{fs: m, name: name, gen: m.gen}, nil
+}
+
+var errLocked = errors.New("held by another user")
 
 func split(name string) (string, string) {
 	name = filepath.Clean(name)
@@ -164,6 +203,7 @@ func (m *MemFS) Crash() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gen++
+	clear(m.locks)
 	for _, md := range m.dirs {
 		md.live = make(map[string]*memNode, len(md.synced))
 		for k, n := range md.synced {
