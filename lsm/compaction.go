@@ -144,7 +144,7 @@ func (db *DB) compactRun(v *version, i, j int) error {
 	out, err := db.writeTable(db.newFileNum(), func(w *tableWriter) error {
 		srcs := make([]iterator, len(inputs))
 		for k, t := range inputs {
-			srcs[k] = t.iter(nil, nil)
+			srcs[k] = t.newIter(nil, nil, true) // do not flush the block cache
 		}
 		var n int
 		err := mergeIter(srcs, func(r Record) bool {

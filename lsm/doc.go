@@ -111,6 +111,30 @@
 // leveled for its low write amplification on a write-heavy replica store;
 // point reads stay cheap thanks to the per-table bloom filters.
 //
+// # Corruption, quarantine and scrubbing
+//
+// Every byte of a table, the manifest and the WAL is covered by a checksum
+// or a structural check, and a failed check is a *CorruptionError that
+// names the file and offset; the engine never returns data that failed
+// one. By default a corrupt table makes Open fail. With
+// Options.QuarantineCorrupt the table is instead moved aside (renamed to
+// NNNNNN.sst.quarantine, dropped from the manifest, listed in
+// Stats.Quarantined) and the store serves everything else; a corrupt table
+// met later by a read, a compaction or Check is quarantined the same way in
+// the background. The keys it held then read as missing, or at an older
+// version, until replicas repair them. Without quarantine, a compaction that
+// meets corruption stops compacting (Stats.CompactionHalted) but the store
+// keeps serving and taking writes. Check reads every block of every table,
+// bypassing the block cache.
+//
+// # Concurrency and files
+//
+// A LOCK file (flock) keeps a second process out of the directory. Three
+// goroutines run per DB: the committer (WAL and memtable), the flusher and
+// the compactor; flushes never wait for a compaction. Data blocks read by
+// Get and Scan go through a bounded LRU cache of parsed, checked blocks
+// (Options.BlockCacheBytes); compactions and Check bypass it.
+//
 // # Expiry
 //
 // Record.Expiry is stored and returned as is; interpreting it (an expired

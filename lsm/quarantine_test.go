@@ -119,3 +119,26 @@ func TestCompactionMeetsCorruption(t *testing.T) {
 		})
 	}
 }
+
+func TestCheck(t *testing.T) {
+	fs := NewMemFS()
+	db, path := twoTables(t, fs, func(o *Options) { o.QuarantineCorrupt = true })
+	defer db.Close()
+	if err := db.Check(); err != nil {
+		t.Fatalf("Check on healthy tables: %v", err)
+	}
+	// Warm the cache: Check must still read the file.
+	db.Get([]byte("a001"))
+	flipByte(fs, path, 10)
+	err := db.Check()
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || !strings.HasSuffix(path, ce.File) {
+		t.Fatalf("Check = %v", err)
+	}
+	for len(db.Stats().Quarantined) == 0 {
+		runtime.Gosched()
+	}
+	if err := db.Check(); err != nil {
+		t.Fatalf("Check after quarantine: %v", err)
+	}
+}

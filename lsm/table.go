@@ -279,10 +279,12 @@ func (t *table) readBlock(h blockHandle) ([]byte, error) {
 	return b, nil
 }
 
-func (t *table) readDataBlock(i int) (*block, error) {
+func (t *table) readDataBlock(i int) (*block, error) { return t.readDataBlockCached(i, true) }
+
+func (t *table) readDataBlockCached(i int, useCache bool) (*block, error) {
 	h := t.index[i].h
 	k := cacheKey{t.num, h.off}
-	if t.cache != nil {
+	if t.cache != nil && useCache {
 		if blk := t.cache.get(k); blk != nil {
 			return blk, nil
 		}
@@ -295,7 +297,7 @@ func (t *table) readDataBlock(i int) (*block, error) {
 	if err != nil {
 		return nil, corruptf(t.name, int64(h.off), "data block: %v", err)
 	}
-	if t.cache != nil {
+	if t.cache != nil && useCache {
 		t.cache.put(k, blk)
 	}
 	return blk, nil
@@ -348,18 +350,24 @@ func (t *table) unref() {
 // tableIter walks a table's records in key order from a start key to an
 // optional end key (exclusive).
 type tableIter struct {
-	t    *table
-	end  []byte
-	bi   int
-	blk  *blockIter
-	cur  Record
-	ok   bool
-	err  error
-	done bool
+	t       *table
+	noCache bool // read from the file, bypassing the block cache
+	end     []byte
+	bi      int
+	blk     *blockIter
+	cur     Record
+	ok      bool
+	err     error
+	done    bool
 }
 
-func (t *table) iter(start, end []byte) *tableIter {
-	it := &tableIter{t: t, end: end}
+// iterUncached walks the whole table reading every block from the file.
+func (t *table) iterUncached() *tableIter { return t.newIter(nil, nil, true) }
+
+func (t *table) iter(start, end []byte) *tableIter { return t.newIter(start, end, false) }
+
+func (t *table) newIter(start, end []byte, noCache bool) *tableIter {
+	it := &tableIter{t: t, end: end, noCache: noCache}
 	if start == nil {
 		it.bi = 0
 	} else {
@@ -383,7 +391,7 @@ func (it *tableIter) load() bool {
 		it.ok = false
 		return false
 	}
-	blk, err := it.t.readDataBlock(it.bi)
+	blk, err := it.t.readDataBlockCached(it.bi, !it.noCache)
 	if err != nil {
 		it.err, it.ok = err, false
 		return false
