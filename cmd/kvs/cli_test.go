@@ -104,11 +104,13 @@ func TestServeFlags(t *testing.T) {
 		}},
 		{name: "flags", args: []string{"--id", "n2", "--http", "127.0.0.1:9000", "--data", "/d", "--nats-port", "5000",
 			"--cluster-port", "5001", "--advertise", "10.0.0.2", "--seeds", "a:1, b:2,,", "--cluster", "c1",
-			"--cluster-secret", "s", "--n", "5", "--w", "3", "--r", "1", "--vnodes", "7", "--sync", "none", "--log-format", "json"},
+			"--cluster-secret", "s", "--n", "5", "--w", "3", "--r", "1", "--vnodes", "7", "--sync", "none", "--log-format", "json",
+			"--tombstone-grace", "48h", "--quarantine-corrupt", "--anti-entropy-interval", "-1s", "--sync-interval", "10ms"},
 			check: func(t *testing.T, o serveOptions) {
 				if o.id != "n2" || o.httpAddr != "127.0.0.1:9000" || o.dataDir != "/d" || o.natsPort != 5000 || o.clusterPort != 5001 ||
 					o.advertise != "10.0.0.2:5001" || !slices.Equal(o.seeds, []string{"a:1", "b:2"}) || o.cluster != "c1" ||
-					o.secret != "s" || o.n != 5 || o.w != 3 || o.r != 1 || o.vnodes != 7 || o.sync != lsm.SyncNone || o.logFormat != "json" {
+					o.secret != "s" || o.n != 5 || o.w != 3 || o.r != 1 || o.vnodes != 7 || o.sync != lsm.SyncNone || o.logFormat != "json" ||
+					o.tombGrace != 48*time.Hour || !o.quarantine || o.antiEntropy != -time.Second || o.syncInterval != 10*time.Millisecond {
 					t.Errorf("flags: %+v", o)
 				}
 			}},
@@ -128,6 +130,12 @@ func TestServeFlags(t *testing.T) {
 			}},
 		{name: "bad sync", args: []string{"--sync", "sometimes"}, wantCode: 2},
 		{name: "bad sync env", env: map[string]string{"KVS_SYNC": "never"}, wantCode: 2},
+		{name: "bad tombstone grace", args: []string{"--tombstone-grace", "0s"}, wantCode: 2},
+		{name: "env bool", env: map[string]string{"KVS_QUARANTINE_CORRUPT": "true"}, check: func(t *testing.T, o serveOptions) {
+			if !o.quarantine {
+				t.Error("KVS_QUARANTINE_CORRUPT=true not applied")
+			}
+		}},
 		{name: "bad seed", args: []string{"--seeds", "nohost"}, wantCode: 2},
 		{name: "bad http", args: []string{"--http", "8080"}, wantCode: 2},
 		{name: "same ports", args: []string{"--nats-port", "7000", "--cluster-port", "7000"}, wantCode: 2},

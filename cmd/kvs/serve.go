@@ -39,6 +39,10 @@ type serveOptions struct {
 	n, w, r       int
 	vnodes        int
 	sync          lsm.SyncPolicy
+	syncInterval  time.Duration
+	tombGrace     time.Duration
+	quarantine    bool
+	antiEntropy   time.Duration
 	maxValue      int
 	gossip        time.Duration
 	downAfter     time.Duration
@@ -79,6 +83,10 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "r", Value: node.DefaultR, Usage: "default read quorum", EnvVars: envVars("r")},
 		&cli.IntFlag{Name: "vnodes", Value: 100, Usage: "virtual nodes per ring member", EnvVars: envVars("vnodes")},
 		&cli.StringFlag{Name: "sync", Value: "always", Usage: "WAL fsync policy: always (an ack means on disk), interval or none", EnvVars: envVars("sync")},
+		&cli.DurationFlag{Name: "sync-interval", Value: lsm.DefaultSyncInterval, Usage: "WAL fsync period under --sync interval", EnvVars: envVars("sync-interval")},
+		&cli.DurationFlag{Name: "tombstone-grace", Value: lsm.DefaultTombstoneGrace, Usage: "how long a delete's tombstone is kept before compaction may drop it; longer than any node stays away", EnvVars: envVars("tombstone-grace")},
+		&cli.BoolFlag{Name: "quarantine-corrupt", Usage: "on start, move a table that fails its checks aside and carry on (replicas repair its keys) instead of refusing to start", EnvVars: envVars("quarantine-corrupt")},
+		&cli.DurationFlag{Name: "anti-entropy-interval", Value: node.DefaultAntiEntropyInterval, Usage: "period of anti-entropy rounds with peers; negative disables them", EnvVars: envVars("anti-entropy-interval")},
 		&cli.IntFlag{Name: "max-value-bytes", Value: node.DefaultMaxValueBytes, Usage: "largest value accepted", EnvVars: envVars("max-value-bytes")},
 		&cli.DurationFlag{Name: "gossip-interval", Value: node.DefaultGossipInterval, Usage: "heartbeat period", EnvVars: envVars("gossip-interval")},
 		&cli.DurationFlag{Name: "down-after", Usage: "silence after which a peer is down (default 3 gossip intervals)", EnvVars: envVars("down-after")},
@@ -129,6 +137,10 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		r:             c.Int("r"),
 		vnodes:        c.Int("vnodes"),
 		maxValue:      c.Int("max-value-bytes"),
+		syncInterval:  c.Duration("sync-interval"),
+		tombGrace:     c.Duration("tombstone-grace"),
+		quarantine:    c.Bool("quarantine-corrupt"),
+		antiEntropy:   c.Duration("anti-entropy-interval"),
 		gossip:        c.Duration("gossip-interval"),
 		downAfter:     c.Duration("down-after"),
 		reqTimeout:    c.Duration("request-timeout"),
@@ -159,6 +171,10 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		return o, fmt.Errorf("--nats-port and --cluster-port are both %d", o.natsPort)
 	case o.shutdownAfter <= 0:
 		return o, errors.New("--shutdown-timeout must be positive")
+	case o.syncInterval <= 0:
+		return o, errors.New("--sync-interval must be positive")
+	case o.tombGrace <= 0:
+		return o, errors.New("--tombstone-grace must be positive")
 	}
 	if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
 		return o, fmt.Errorf("--http %q: %w", o.httpAddr, err)
@@ -290,9 +306,12 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		return fmt.Errorf("data directory: %w", err)
 	}
 	db, err := lsm.Open(lsm.Options{
-		Dir:    filepath.Join(o.dataDir, "store"),
-		Sync:   o.sync,
-		Logger: log.With("component", "lsm"),
+		Dir:               filepath.Join(o.dataDir, "store"),
+		Sync:              o.sync,
+		SyncInterval:      o.syncInterval,
+		TombstoneGrace:    o.tombGrace,
+		QuarantineCorrupt: o.quarantine,
+		Logger:            log.With("component", "lsm"),
 	})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -329,23 +348,24 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	n, err := node.New(node.Config{
-		ID:             o.id,
-		Cluster:        o.cluster,
-		HTTPAddr:       httpAdvertise(o.httpAddr, b.AdvertiseAddr()),
-		N:              o.n,
-		W:              o.w,
-		R:              o.r,
-		VNodes:         o.vnodes,
-		GossipInterval: o.gossip,
-		DownAfter:      o.downAfter,
-		RequestTimeout: o.reqTimeout,
-		MaxValueBytes:  o.maxValue,
-		NeedPeers:      needPeers,
-		DataDir:        o.dataDir,
-		Store:          db,
-		Transport:      node.NewNATSTransport(b),
-		Logger:         base.With("component", "node"),
-		Registerer:     reg,
+		ID:                  o.id,
+		Cluster:             o.cluster,
+		HTTPAddr:            httpAdvertise(o.httpAddr, b.AdvertiseAddr()),
+		N:                   o.n,
+		W:                   o.w,
+		R:                   o.r,
+		VNodes:              o.vnodes,
+		GossipInterval:      o.gossip,
+		DownAfter:           o.downAfter,
+		RequestTimeout:      o.reqTimeout,
+		MaxValueBytes:       o.maxValue,
+		AntiEntropyInterval: o.antiEntropy,
+		NeedPeers:           needPeers,
+		DataDir:             o.dataDir,
+		Store:               db,
+		Transport:           node.NewNATSTransport(b),
+		Logger:              base.With("component", "node"),
+		Registerer:          reg,
 	})
 	if err != nil {
 		return err
