@@ -24,7 +24,8 @@ type attempt struct {
 // version ever sent, so that a recovered record can be checked: its version
 // is at least the floor and its content is what was written with it.
 type crashModel struct {
-	floor    map[string]Version
+	cur      map[string]Version // what the running DB holds
+	floor    map[string]Version // what must survive a crash
 	attempts map[string]map[Version]attempt
 }
 
@@ -62,7 +63,7 @@ func TestCrashRecovery(t *testing.T) {
 func crashTrial(t *testing.T, seed uint64) int {
 	rng := rand.New(rand.NewPCG(seed, 0xc0ffee))
 	mem := NewMemFS()
-	m := &crashModel{floor: map[string]Version{}, attempts: map[string]map[Version]attempt{}}
+	m := &crashModel{cur: map[string]Version{}, floor: map[string]Version{}, attempts: map[string]map[Version]attempt{}}
 	keys := make([]string, 4+rng.IntN(20))
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%02d", i)
@@ -80,18 +81,30 @@ func crashTrial(t *testing.T, seed uint64) int {
 			}
 			return nil
 		})
-		opts := Options{Dir: "/db", FS: efs, MemtableBytes: memBytes, Now: func() time.Time { return time.UnixMilli(0) }}
+		// Mostly SyncAlways, whose acknowledged writes must survive; some
+		// cycles run unsynced, where only the other properties hold.
+		sync := SyncAlways
+		if rng.IntN(4) == 0 {
+			sync = SyncNone
+		}
+		opts := Options{Dir: "/db", FS: efs, Sync: sync, MemtableBytes: memBytes, Now: func() time.Time { return time.UnixMilli(0) }}
 		db, err := Open(opts)
 		if err == nil {
 			for i := 0; i < 40; i++ {
 				k := keys[rng.IntN(len(keys))]
-				if rng.IntN(15) == 0 {
+				switch rng.IntN(30) {
+				case 0, 1:
 					if err := db.Flush(); err != nil {
-						break
+						goto crash
+					}
+					continue
+				case 2:
+					if err := db.Compact(); err != nil {
+						goto crash
 					}
 					continue
 				}
-				fl := m.floor[k]
+				fl := m.cur[k]
 				var rec Record
 				switch r := rng.IntN(10); {
 				case r < 6:
@@ -110,7 +123,7 @@ func crashTrial(t *testing.T, seed uint64) int {
 				m.sent(rec)
 				held, ok, err := db.Apply(rec)
 				if err != nil {
-					break // ambiguous: it may or may not survive
+					goto crash // ambiguous: it may or may not survive
 				}
 				want := fl.Less(rec.Version)
 				if ok != want {
@@ -118,13 +131,17 @@ func crashTrial(t *testing.T, seed uint64) int {
 					return crashes
 				}
 				if ok {
-					m.floor[k] = rec.Version
+					m.cur[k] = rec.Version
+					if sync == SyncAlways {
+						m.floor[k] = rec.Version
+					}
 				} else if held != fl {
 					t.Errorf("seed %d: Apply(%s@%v) held %v, want %v", seed, k, rec.Version, held, fl)
 					return crashes
 				}
 			}
 		}
+	crash:
 		// Power cut: the process dies (nothing more reaches the disk), then
 		// everything not synced is lost.
 		efs.Kill()
@@ -166,6 +183,7 @@ func crashTrial(t *testing.T, seed uint64) int {
 				if seen[k] {
 					t.Errorf("seed %d: scan saw %s, Get did not", seed, k)
 				}
+				delete(m.cur, k)
 				continue
 			}
 			if err != nil {
@@ -183,6 +201,7 @@ func crashTrial(t *testing.T, seed uint64) int {
 				t.Errorf("seed %d: Get found %s, scan did not", seed, k)
 			}
 			m.floor[k] = got.Version
+			m.cur[k] = got.Version
 		}
 		if err := db2.Close(); err != nil {
 			t.Errorf("seed %d: close: %v", seed, err)
