@@ -81,7 +81,7 @@ func (c *natsCluster) start(id string) *Node {
 	}
 	n, err := New(Config{
 		ID: id, Cluster: "nodetest", HTTPAddr: "http://" + id,
-		GossipInterval: 50 * time.Millisecond, DownAfter: 400 * time.Millisecond,
+		GossipInterval: 100 * time.Millisecond, DownAfter: time.Second,
 		RequestTimeout: 2 * time.Second, NeedPeers: len(c.ids) - 1,
 		DataDir: filepath.Join(c.root, id, "node"), Store: db,
 		Transport: NewNATSTransport(b), Logger: testLogger(t).With("node", id),
@@ -248,19 +248,24 @@ func BenchmarkNATS(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := seq.Add(1)
-				if _, err := c.node(ids[i%3]).Put(ctx, fmt.Appendf(nil, "k%d", i%1000), val, WriteOptions{}); err != nil {
+				if _, err := c.node(ids[i%3]).Put(ctx, fmt.Appendf(nil, "k%d", i), val, WriteOptions{}); err != nil {
 					b.Error(err)
 					return
 				}
 			}
 		})
 	})
+	for i := range 1000 {
+		if _, err := c.node("n1").Put(ctx, fmt.Appendf(nil, "g%d", i), val, WriteOptions{W: 3}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.Run("Get", func(b *testing.B) {
 		b.SetParallelism(32)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := seq.Add(1)
-				if _, err := c.node(ids[i%3]).Get(ctx, fmt.Appendf(nil, "k%d", i%1000), ReadOptions{}); err != nil {
+				if _, err := c.node(ids[i%3]).Get(ctx, fmt.Appendf(nil, "g%d", i%1000), ReadOptions{}); err != nil {
 					b.Error(err)
 					return
 				}
