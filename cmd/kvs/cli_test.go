@@ -182,6 +182,26 @@ func TestIsSelf(t *testing.T) {
 	}
 }
 
+func TestPeersNeeded(t *testing.T) {
+	tests := []struct {
+		name  string
+		seeds []string
+		flag  int
+		want  int
+	}{
+		{"single node", nil, -1, 0},
+		{"every other seed", []string{"node2:6222", "node3:6222"}, -1, 2},
+		{"own address in the list", []string{"node1:6222", "node2:6222", "node3:6222"}, -1, 2},
+		{"operator override", []string{"node2:6222", "node3:6222"}, 1, 1},
+	}
+	for _, tt := range tests {
+		o := serveOptions{seeds: tt.seeds, advertise: "node1:6222", clusterPort: 6222, needPeers: tt.flag}
+		if got := o.peersNeeded(); got != tt.want {
+			t.Errorf("%s: peersNeeded() = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
 // fakeServer is a kvs HTTP API double that records what it receives.
 type fakeServer struct {
 	mu       sync.Mutex

@@ -43,6 +43,7 @@ type serveOptions struct {
 	tombGrace     time.Duration
 	quarantine    bool
 	antiEntropy   time.Duration
+	needPeers     int // -1: every seed other than this node
 	maxValue      int
 	gossip        time.Duration
 	downAfter     time.Duration
@@ -86,6 +87,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "sync-interval", Value: lsm.DefaultSyncInterval, Usage: "WAL fsync period under --sync interval", EnvVars: envVars("sync-interval")},
 		&cli.DurationFlag{Name: "tombstone-grace", Value: lsm.DefaultTombstoneGrace, Usage: "how long a delete's tombstone is kept before compaction may drop it; longer than any node stays away", EnvVars: envVars("tombstone-grace")},
 		&cli.BoolFlag{Name: "quarantine-corrupt", Usage: "on start, move a table that fails its checks aside and carry on (replicas repair its keys) instead of refusing to start", EnvVars: envVars("quarantine-corrupt")},
+		&cli.IntFlag{Name: "need-peers", Value: -1, Usage: "peers a node with no persisted ring must hear from before it is ready (-1: every seed other than itself; set 1 to join while a seed is down)", EnvVars: envVars("need-peers")},
 		&cli.DurationFlag{Name: "anti-entropy-interval", Value: node.DefaultAntiEntropyInterval, Usage: "period of anti-entropy rounds with peers; negative disables them", EnvVars: envVars("anti-entropy-interval")},
 		&cli.IntFlag{Name: "max-value-bytes", Value: node.DefaultMaxValueBytes, Usage: "largest value accepted", EnvVars: envVars("max-value-bytes")},
 		&cli.DurationFlag{Name: "gossip-interval", Value: node.DefaultGossipInterval, Usage: "heartbeat period", EnvVars: envVars("gossip-interval")},
@@ -141,6 +143,7 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		tombGrace:     c.Duration("tombstone-grace"),
 		quarantine:    c.Bool("quarantine-corrupt"),
 		antiEntropy:   c.Duration("anti-entropy-interval"),
+		needPeers:     c.Int("need-peers"),
 		gossip:        c.Duration("gossip-interval"),
 		downAfter:     c.Duration("down-after"),
 		reqTimeout:    c.Duration("request-timeout"),
@@ -318,13 +321,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	}
 	closers = append(closers, db.Close)
 
-	needPeers := 0
-	for _, s := range o.seeds {
-		if !isSelf(s, o.advertise, o.clusterPort) {
-			needPeers = 1
-			break
-		}
-	}
+	needPeers := o.peersNeeded()
 	b, err := bus.Start(bus.Config{
 		NodeID:         o.id,
 		Cluster:        o.cluster,
@@ -420,4 +417,22 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		srv.Close()
 	}
 	return nil
+}
+
+// peersNeeded is how many peers this node must hear from before it is ready
+// when it has no persisted ring. A fresh node waits to hear from every seed,
+// as DESIGN.md asks, so it never coordinates on a ring that lacks a seed;
+// --need-peers lowers the bar for a node joining while a seed is down. A
+// restarted node uses its persisted ring at once either way.
+func (o *serveOptions) peersNeeded() int {
+	if o.needPeers >= 0 {
+		return o.needPeers
+	}
+	n := 0
+	for _, s := range o.seeds {
+		if !isSelf(s, o.advertise, o.clusterPort) {
+			n++
+		}
+	}
+	return n
 }
