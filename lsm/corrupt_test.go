@@ -72,7 +72,19 @@ func TestWALTornTailVersusCorruption(t *testing.T) {
 			return d
 		}, 0, true, 3},
 		{"bit flip in the first header", func(d []byte, o []int) []byte { d[9] ^= 2; return d }, 0, true, 0},
-		{"garbage after the tail", func(d []byte, o []int) []byte { return append(d, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13) }, 0, true, n},
+		{"garbage after the tail", func(d []byte, o []int) []byte { return append(d, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13) }, n, false, 0},
+		{"damaged last frame, then zeros", func(d []byte, o []int) []byte {
+			d[len(d)-4] ^= 8
+			return append(d, make([]byte, 4096)...)
+		}, n - 1, false, 0},
+		{"torn group: last two frames half zeroed", func(d []byte, o []int) []byte {
+			clear(d[o[n-2]+walHeaderLen : o[n-1]+walHeaderLen+2])
+			return append(d, make([]byte, 100)...)
+		}, n - 2, false, 0},
+		{"damaged frame with a valid one after it", func(d []byte, o []int) []byte {
+			d[o[n-2]+walHeaderLen] ^= 1
+			return d
+		}, 0, true, n - 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,12 +98,7 @@ func TestWALTornTailVersusCorruption(t *testing.T) {
 				if !errors.Is(err, ErrCorrupt) || !errors.As(err, &ce) {
 					t.Fatalf("Open = %v, want ErrCorrupt", err)
 				}
-				wantOff := len(data)
-				if tt.frame < len(offs) {
-					wantOff = offs[tt.frame]
-				} else {
-					wantOff = offs[n-1] + (offs[1] - offs[0])
-				}
+				wantOff := offs[tt.frame]
 				if !strings.HasSuffix(wal, ce.File) || ce.Offset != int64(wantOff) {
 					t.Fatalf("error names %s@%d, want %s@%d: %v", ce.File, ce.Offset, wal, wantOff, err)
 				}
@@ -112,6 +119,29 @@ func TestWALTornTailVersusCorruption(t *testing.T) {
 			}
 			db.Close()
 		})
+	}
+}
+
+// TestWALTornRecordHoldingFrames: a torn record whose value holds the bytes
+// of valid WAL frames is still a torn tail, not corruption.
+func TestWALTornRecordHoldingFrames(t *testing.T) {
+	fs := NewMemFS()
+	db := openMem(t, fs, nil)
+	mustApply(t, db, put("first", "1", v(1)))
+	mustApply(t, db, put("evil", string(walSeed()), v(2)))
+	db.Close()
+	names, _ := fs.List("/db")
+	for _, nm := range names {
+		if strings.HasSuffix(nm, ".log") {
+			data, _ := fs.ReadFile("/db/" + nm)
+			data[len(data)-1] ^= 0xff // damage the last record's payload
+			fs.WriteFile("/db/"+nm, data)
+		}
+	}
+	db = openMem(t, fs, nil)
+	defer db.Close()
+	if got := countKeys(t, db); got != 1 {
+		t.Fatalf("%d records, want 1", got)
 	}
 }
 

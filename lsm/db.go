@@ -241,7 +241,9 @@ func (db *DB) recover() (err error) {
 		}
 		if tail == walTorn {
 			if i != len(logs)-1 {
-				return corruptf(name, end, "WAL ends in an incomplete record but is not the newest WAL")
+				// Every WAL but the newest was fsynced before the next
+				// was started: damage there is not a torn write.
+				return corruptf(name, end, "WAL ends in a damaged record but is not the newest WAL")
 			}
 			db.opts.Logger.Warn("lsm: cut torn WAL tail", "file", name, "offset", end, "dropped_bytes", int64(len(data))-end)
 		}

@@ -43,15 +43,18 @@
 //
 // Integers are little-endian; checksums are CRC-32C (Castagnoli). The
 // header checksum makes a damaged length detectable before it is trusted.
-// On Open the WAL files not yet in a table are replayed. A torn tail — a
-// last frame that runs past the end of the file, whose payload checksum
-// fails as the very last thing in the file, or a zero-filled tail — is what
-// a crash in the middle of a write leaves, and is cut off silently, but only
-// in the newest WAL (an older one was fsynced before the next was started).
-// Any other failed check is a *CorruptionError (errors.Is ErrCorrupt) naming
-// the file and the offset of the bad frame. The replayed records are written
-// to a table at once and the WAL files removed, so a cut tail never ends up
-// in the middle of a log.
+// On Open the WAL files not yet in a table are replayed. When a frame fails
+// a check, the rest of the file is searched for a valid frame (right after
+// the damaged one when its checksummed header gives its length). If there
+// is none, the damage is a torn tail — a cut, zeros, or a mix of new and
+// stale blocks, which is what a crash in the middle of a write leaves — and
+// it is cut off silently, but only in the newest WAL: every older one was
+// fsynced before the next was started. If there is one, complete records lie
+// beyond the damage, and Open fails with a *CorruptionError (errors.Is
+// ErrCorrupt) naming the file and the offset of the bad frame. Zero bytes
+// after the last record (preallocated space) end any WAL cleanly. The
+// replayed records are written to a table at once and the WAL files
+// removed, so a cut tail never ends up in the middle of a log.
 //
 // # SSTable format
 //

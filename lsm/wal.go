@@ -30,8 +30,9 @@ func appendFrame(dst, payload []byte) []byte {
 type walTail int
 
 const (
-	walClean walTail = iota // ends exactly after a valid record
-	walTorn                 // ends in an incomplete record (crash mid-write)
+	walClean    walTail = iota // ends exactly after a valid record
+	walZeroTail                // valid records, then only zero bytes (preallocated space)
+	walTorn                    // a damaged record with no valid record after it
 )
 
 func allZero(b []byte) bool {
@@ -43,42 +44,76 @@ func allZero(b []byte) bool {
 	return true
 }
 
+// validFrameAt reports whether a whole, checksummed frame starts at b[0].
+func validFrameAt(b []byte) bool {
+	if len(b) < walHeaderLen || checksum(b[:8]) != binary.LittleEndian.Uint32(b[8:]) {
+		return false
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if n > maxWALRecord || int(n) > len(b)-walHeaderLen {
+		return false
+	}
+	return checksum(b[walHeaderLen:walHeaderLen+int(n)]) == binary.LittleEndian.Uint32(b[4:])
+}
+
+// validFrameFrom reports whether a valid frame starts anywhere in b at or
+// after offset from.
+func validFrameFrom(b []byte, from int) bool {
+	for p := from; p+walHeaderLen <= len(b); p++ {
+		if validFrameAt(b[p:]) {
+			return true
+		}
+	}
+	return false
+}
+
 // decodeWAL walks the frames of a WAL image and calls fn for each record in
-// order. It returns the offset just past the last valid record and whether
-// the image ends in a torn record. A torn record is one that runs past the
-// end of the image, whose payload checksum fails when it is the last thing
-// in the image, or a zero-filled tail. Anything else that fails a check is a
+// order. It returns the offset just past the last valid record and how the
+// image ends. When a frame fails a check, the image is searched for a valid
+// frame anywhere after it: if there is none, the damage is a torn tail —
+// what a crash in the middle of a write leaves, be it a cut, zeros or a mix
+// of new and old blocks — and decoding stops there; if there is one, records
+// that were once complete lie beyond the damage, and the result is a
 // CorruptionError naming file and offset. The records passed to fn alias
 // data.
 func decodeWAL(file string, data []byte, fn func(off int64, rec Record) error) (int64, walTail, error) {
 	off := 0
 	for off < len(data) {
 		rest := data[off:]
-		if len(rest) < walHeaderLen {
+		if allZero(rest) {
+			return int64(off), walZeroTail, nil
+		}
+		reason := ""
+		var n uint32
+		// Where to look for valid frames past a damaged one: right after
+		// it when its (checksummed) header gives its length, so that a
+		// value that happens to hold frame bytes is never mistaken for one.
+		scanFrom := 1
+		switch {
+		case len(rest) < walHeaderLen:
+			reason = "truncated WAL record header"
+		case checksum(rest[:8]) != binary.LittleEndian.Uint32(rest[8:]):
+			reason = "WAL record header checksum mismatch"
+		default:
+			n = binary.LittleEndian.Uint32(rest[0:])
+			switch {
+			case n > maxWALRecord:
+				reason = fmt.Sprintf("WAL record length %d too large", n)
+			case int(n) > len(rest)-walHeaderLen:
+				reason = "WAL record runs past the end of the file"
+			case checksum(rest[walHeaderLen:walHeaderLen+int(n)]) != binary.LittleEndian.Uint32(rest[4:]):
+				reason = "WAL record checksum mismatch"
+				scanFrom = walHeaderLen + int(n)
+			}
+		}
+		if reason != "" {
+			if validFrameFrom(rest, scanFrom) {
+				return int64(off), walClean, corruptf(file, int64(off), "%s, with valid records after it", reason)
+			}
 			return int64(off), walTorn, nil
-		}
-		if allZero(rest[:walHeaderLen]) && allZero(rest) {
-			return int64(off), walTorn, nil
-		}
-		if checksum(rest[:8]) != binary.LittleEndian.Uint32(rest[8:]) {
-			return int64(off), walClean, corruptf(file, int64(off), "WAL record header checksum mismatch")
-		}
-		n := binary.LittleEndian.Uint32(rest[0:])
-		if n > maxWALRecord {
-			return int64(off), walClean, corruptf(file, int64(off), "WAL record length %d too large", n)
 		}
 		end := walHeaderLen + int(n)
-		if end > len(rest) {
-			return int64(off), walTorn, nil
-		}
-		payload := rest[walHeaderLen:end]
-		if checksum(payload) != binary.LittleEndian.Uint32(rest[4:]) {
-			if end == len(rest) {
-				return int64(off), walTorn, nil
-			}
-			return int64(off), walClean, corruptf(file, int64(off), "WAL record checksum mismatch")
-		}
-		rec, err := decodeRecord(payload)
+		rec, err := decodeRecord(rest[walHeaderLen:end])
 		if err != nil {
 			return int64(off), walClean, corruptf(file, int64(off), "WAL record: %v", err)
 		}

@@ -90,7 +90,9 @@ func (e *kvsEngine) close() error { return e.db.Close() }
 
 func (e *kvsEngine) extra() string {
 	st := e.db.Stats()
-	return fmt.Sprintf("tables=%d flushes=%d compactions=%d walBytes=%d tableBytesWritten=%d maxStall=%v fsyncs=%d",
+	logical := float64(e.ver.Load()) * 116
+	return fmt.Sprintf("writeAmp(tables)=%.2f writeAmp(+WAL)=%.2f tables=%d flushes=%d compactions=%d walBytes=%d tableBytesWritten=%d maxStall=%v fsyncs=%d",
+		float64(st.TableBytesWritten)/logical, float64(st.TableBytesWritten+st.WALBytes)/logical,
 		st.Tables, st.Flushes, st.Compactions, st.WALBytes, st.TableBytesWritten, st.WriteStallMax, st.WALSyncs)
 }
 
@@ -278,10 +280,11 @@ func run(name string, mk func() engine, base string, n, syncedN, reads int) (res
 		}
 	}
 	r.loadOps = float64(n) / time.Since(start).Seconds()
+	r.extra = "after load: " + e.extra()
 	if err := e.compact(); err != nil {
 		return r, err
 	}
-	r.extra = e.extra()
+	r.extra += " | after full compaction: " + e.extra()
 	if err := e.close(); err != nil {
 		return r, err
 	}
