@@ -309,6 +309,13 @@ func (db *DB) openWAL(num uint64) error {
 	if err != nil {
 		return fmt.Errorf("lsm: create WAL %s: %w", name, err)
 	}
+	if p, ok := f.(preallocator); ok {
+		// Best effort: a WAL that outgrows it, or a file system that
+		// cannot, only costs speed. The zeros end the WAL cleanly on replay.
+		if err := p.Preallocate(db.opts.MemtableBytes + db.opts.MemtableBytes/4); err != nil {
+			db.opts.Logger.Debug("lsm: preallocate WAL", "file", name, "err", err)
+		}
+	}
 	if err := db.fs.SyncDir(db.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("lsm: sync dir for WAL %s: %w", name, err)

@@ -209,6 +209,17 @@ func (f *errFile) ReadAt(p []byte, off int64) (int, error) {
 	return f.f.ReadAt(p, off)
 }
 
+func (f *errFile) Preallocate(size int64) error {
+	defer f.fs.mu.RUnlock()
+	if err := f.fs.begin(OpWrite, f.name); err != nil {
+		return err
+	}
+	if p, ok := f.f.(preallocator); ok {
+		return p.Preallocate(size)
+	}
+	return nil
+}
+
 func (f *errFile) Sync() error {
 	defer f.fs.mu.RUnlock()
 	if err := f.fs.begin(OpSync, f.name); err != nil {

@@ -43,6 +43,13 @@ type FS interface {
 	Lock(name string) (io.Closer, error)
 }
 
+// preallocator is implemented by files that can reserve space ahead of the
+// writes: the WAL uses it so that its fdatasyncs need not grow the file.
+// The reserved space reads as zeros.
+type preallocator interface {
+	Preallocate(size int64) error
+}
+
 // OSFS is the operating system's file system.
 type OSFS struct{}
 

@@ -15,3 +15,9 @@ func (f osFile) Sync() error {
 		}
 	}
 }
+
+// Preallocate reserves size bytes for the file with fallocate(2), so that
+// the appends and fdatasyncs that follow do not have to grow it.
+func (f osFile) Preallocate(size int64) error {
+	return syscall.Fallocate(int(f.Fd()), 0, 0, size)
+}
