@@ -16,7 +16,7 @@ func TestStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 100; i++ {
-		db.Get([]byte(fmt.Sprintf("k%03d", i)))   // present: block reads, then cache hits
+		db.Get([]byte(fmt.Sprintf("k%03d", i)))    // present: block reads, then cache hits
 		db.Get([]byte(fmt.Sprintf("absent%d", i))) // the filter answers
 	}
 	st := db.Stats()
