@@ -571,6 +571,10 @@ func (db *DB) Flush() error {
 	case <-req.imm.flushed:
 		return req.imm.flushErr
 	case <-db.roCh:
+		// The memtable may have made it before the DB failed.
+		if isClosed(req.imm.flushed) {
+			return req.imm.flushErr
+		}
 		return db.errReadOnly()
 	}
 }

@@ -87,43 +87,79 @@ func TestWriteErrors(t *testing.T) {
 	}
 }
 
-// TestCompactionError fails the compaction's table write: the DB turns
-// read-only, keeps serving reads, and a reopen has everything.
+// TestCompactionError fails the background compaction at each of its
+// write steps: the DB turns read-only, keeps serving reads, and a reopen has
+// everything.
 func TestCompactionError(t *testing.T) {
-	mem := NewMemFS()
-	var flushes atomic.Int32
-	efs := NewErrorFS(mem, func(op Op, name string) error {
-		// The first compactionMinRun table creations are flushes; the next
-		// is the compaction's output.
-		if op == OpCreate && strings.HasSuffix(name, ".sst.tmp") && flushes.Add(1) > compactionMinRun {
-			return ENOSPC
-		}
-		return nil
-	})
-	db := openMem(t, efs, nil)
-	for f := 0; f < compactionMinRun; f++ {
-		for i := 0; i < 10; i++ {
-			mustApply(t, db, put(fmt.Sprintf("k%d", i), fmt.Sprint(f), v(uint64(f*10+i+1))))
-		}
-		if err := db.Flush(); err != nil {
-			t.Fatal(err)
-		}
+	tests := []struct {
+		name string
+		op   Op
+		file string
+		err  error
+	}{
+		{"table create ENOSPC", OpCreate, ".sst.tmp", ENOSPC},
+		{"table write ENOSPC", OpWrite, ".sst.tmp", ENOSPC},
+		{"table sync EIO", OpSync, ".sst.tmp", EIO},
+		{"table rename EIO", OpRename, ".sst", EIO},
+		{"manifest write ENOSPC", OpWrite, "MANIFEST.tmp", ENOSPC},
+		{"manifest rename EIO", OpRename, "MANIFEST", EIO},
 	}
-	<-db.roCh // the background compaction failed
-	if st := db.Stats(); !errors.Is(st.ReadOnly, ENOSPC) || st.Compactions != 0 {
-		t.Fatalf("stats after failed compaction: %+v", st)
-	}
-	if _, _, err := db.Apply(put("x", "y", v(1000))); !errors.Is(err, ErrReadOnly) {
-		t.Fatalf("Apply = %v", err)
-	}
-	got, err := db.Get([]byte("k3"))
-	if err != nil || string(got.Value) != fmt.Sprint(compactionMinRun-1) {
-		t.Fatalf("Get = %+v, %v", got, err)
-	}
-	db.Close()
-	db = openMem(t, mem, nil)
-	defer db.Close()
-	if got := countKeys(t, db); got != 10 {
-		t.Fatalf("%d keys after reopen", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mem := NewMemFS()
+			var armed atomic.Bool
+			var seen atomic.Int32
+			efs := NewErrorFS(mem, func(op Op, name string) error {
+				// Once armed, the last flush does each of these steps
+				// once; the compaction it triggers is the second user.
+				if armed.Load() && op == tt.op && strings.HasSuffix(name, tt.file) && seen.Add(1) >= 2 {
+					return tt.err
+				}
+				return nil
+			})
+			db := openMem(t, efs, nil)
+			for f := 0; f < compactionMinRun-1; f++ {
+				for i := 0; i < 10; i++ {
+					mustApply(t, db, put(fmt.Sprintf("k%d", i), fmt.Sprint(f), v(uint64(f*10+i+1))))
+				}
+				if err := db.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The next flush succeeds but the compaction it triggers does not.
+			for i := 0; i < 10; i++ {
+				mustApply(t, db, put(fmt.Sprintf("k%d", i), "last", v(uint64(1000+i))))
+			}
+			db.mu.RLock()
+			nTables := len(db.cur.tables)
+			db.mu.RUnlock()
+			if nTables != compactionMinRun-1 {
+				t.Fatalf("%d tables before the last flush", nTables)
+			}
+			armed.Store(true)
+			if err := db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			<-db.roCh // the background compaction failed
+			if st := db.Stats(); !errors.Is(st.ReadOnly, tt.err) || st.Compactions != 0 {
+				t.Fatalf("stats after failed compaction: %+v", st)
+			}
+			if _, _, err := db.Apply(put("x", "y", v(5000))); !errors.Is(err, ErrReadOnly) {
+				t.Fatalf("Apply = %v", err)
+			}
+			got, err := db.Get([]byte("k3"))
+			if err != nil || string(got.Value) != "last" {
+				t.Fatalf("Get = %+v, %v", got, err)
+			}
+			db.Close()
+			db = openMem(t, mem, nil)
+			defer db.Close()
+			if got := countKeys(t, db); got != 10 {
+				t.Fatalf("%d keys after reopen", got)
+			}
+			if got, err := db.Get([]byte("k3")); err != nil || string(got.Value) != "last" {
+				t.Fatalf("after reopen: %+v, %v", got, err)
+			}
+		})
 	}
 }
