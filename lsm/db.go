@@ -579,9 +579,10 @@ func (db *DB) Flush() error {
 	}
 }
 
-// Close stops the background work, syncs and closes the WAL and releases
-// the tables. Records not yet in a table stay in the WAL and are replayed by
-// the next Open.
+// Close waits for the Apply calls in flight, stops the background work
+// (a running compaction is abandoned), syncs and closes the WAL and releases
+// the tables and the directory lock. Records not yet in a table stay in the
+// WAL and are replayed by the next Open. A second Close returns ErrClosed.
 func (db *DB) Close() error {
 	db.closeMu.Lock()
 	if db.closed {
