@@ -7,6 +7,7 @@ IMAGE   ?= kvs:dev
 # docker compose v2 plugin when present, else the v1 docker-compose binary.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/docker-compose.yml
+COMPOSE_PROJECT ?= kvs
 
 .PHONY: all build static run test test-short test-docker bench image up down fmt vet clean
 
@@ -48,11 +49,11 @@ image: static
 
 ## up: the three-node compose cluster (HTTP 8081-8083, NATS 4222-4224)
 up: image
-	$(COMPOSE) -f $(COMPOSE_FILE) up -d
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
 
 ## down: stop the compose cluster and remove its volumes
 down:
-	$(COMPOSE) -f $(COMPOSE_FILE) down -v
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down -v
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
