@@ -107,3 +107,30 @@ func checkQuorumFlag(c *cli.Context, name string) (int, error) {
 	}
 	return v, nil
 }
+
+// quorumFlag is the --w or --r flag of a client command.
+func quorumFlag(name, what string) cli.Flag {
+	return &cli.IntFlag{Name: name, Usage: what + " quorum for this request, 1 to N (0: the node's default)", EnvVars: envVars(name)}
+}
+
+// keyRequest sends method for the command's KEY argument to --url, with the
+// quorum flag quorum (w or r) in the query, and returns the response. The
+// caller closes its body.
+func keyRequest(c *cli.Context, method, quorum string, body io.Reader, size int64) (*http.Response, error) {
+	base, err := baseURL(c)
+	if err != nil {
+		return nil, err
+	}
+	q, err := checkQuorumFlag(c, quorum)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(c.Context, method, keyURL(base, c.Args().Get(0), quorum, q), body)
+	if err != nil {
+		return nil, err
+	}
+	if size >= 0 {
+		req.ContentLength = size
+	}
+	return newHTTPClient(c.Duration("timeout")).Do(req)
+}

@@ -15,26 +15,14 @@ func deleteCommand() *cli.Command {
 		ArgsUsage: "KEY",
 		Flags: []cli.Flag{
 			urlFlag(),
-			&cli.IntFlag{Name: "w", Usage: "write quorum for this request, 1 to N (0: the node's default)", EnvVars: envVars("w")},
+			quorumFlag("w", "write"),
 			timeoutFlag(30 * time.Second),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError("delete wants KEY, got %d arguments", c.NArg())
 			}
-			base, err := baseURL(c)
-			if err != nil {
-				return err
-			}
-			w, err := checkQuorumFlag(c, "w")
-			if err != nil {
-				return err
-			}
-			req, err := http.NewRequestWithContext(c.Context, http.MethodDelete, keyURL(base, c.Args().Get(0), "w", w), nil)
-			if err != nil {
-				return err
-			}
-			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+			resp, err := keyRequest(c, http.MethodDelete, "w", nil, -1)
 			if err != nil {
 				return err
 			}

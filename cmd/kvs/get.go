@@ -18,7 +18,7 @@ func getCommand() *cli.Command {
 			"with \"not found\" when the key is missing or deleted.",
 		Flags: []cli.Flag{
 			urlFlag(),
-			&cli.IntFlag{Name: "r", Usage: "read quorum for this request, 1 to N (0: the node's default)", EnvVars: envVars("r")},
+			quorumFlag("r", "read"),
 			&cli.BoolFlag{Name: "show-version", Usage: "print the value's version on stderr", EnvVars: envVars("show-version")},
 			timeoutFlag(30 * time.Second),
 		},
@@ -26,19 +26,7 @@ func getCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageError("get wants KEY, got %d arguments", c.NArg())
 			}
-			base, err := baseURL(c)
-			if err != nil {
-				return err
-			}
-			r, err := checkQuorumFlag(c, "r")
-			if err != nil {
-				return err
-			}
-			req, err := http.NewRequestWithContext(c.Context, http.MethodGet, keyURL(base, c.Args().Get(0), "r", r), nil)
-			if err != nil {
-				return err
-			}
-			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+			resp, err := keyRequest(c, http.MethodGet, "r", nil, -1)
 			if err != nil {
 				return err
 			}

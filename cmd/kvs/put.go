@@ -20,34 +20,20 @@ func putCommand() *cli.Command {
 			"percent-encoded in the URL.",
 		Flags: []cli.Flag{
 			urlFlag(),
-			&cli.IntFlag{Name: "w", Usage: "write quorum for this request, 1 to N (0: the node's default)", EnvVars: envVars("w")},
+			quorumFlag("w", "write"),
 			timeoutFlag(30 * time.Second),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return usageError("put wants KEY and VALUE (or - for stdin), got %d arguments", c.NArg())
 			}
-			base, err := baseURL(c)
-			if err != nil {
-				return err
-			}
-			w, err := checkQuorumFlag(c, "w")
-			if err != nil {
-				return err
-			}
-			key, value := c.Args().Get(0), c.Args().Get(1)
+			value := c.Args().Get(1)
 			var body io.Reader = strings.NewReader(value)
+			size := int64(len(value))
 			if value == "-" {
-				body = c.App.Reader
+				body, size = c.App.Reader, -1
 			}
-			req, err := http.NewRequestWithContext(c.Context, http.MethodPut, keyURL(base, key, "w", w), body)
-			if err != nil {
-				return err
-			}
-			if value != "-" {
-				req.ContentLength = int64(len(value))
-			}
-			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+			resp, err := keyRequest(c, http.MethodPut, "w", body, size)
 			if err != nil {
 				return err
 			}
