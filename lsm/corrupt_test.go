@@ -71,7 +71,11 @@ func TestWALTornTailVersusCorruption(t *testing.T) {
 			clear(d[o[3]:o[4]])
 			return d
 		}, 0, true, 3},
-		{"bit flip in the first header", func(d []byte, o []int) []byte { d[9] ^= 2; return d }, 0, true, 0},
+		{"bit flip in the first header", func(d []byte, o []int) []byte { d[o[0]+9] ^= 2; return d }, 0, true, 0},
+		{"bit flip in the file header", func(d []byte, o []int) []byte { d[3] ^= 2; return d }, 0, true, -1},
+		{"torn file header", func(d []byte, o []int) []byte { return d[:10] }, 0, false, 0},
+		{"empty file", func(d []byte, o []int) []byte { return d[:0] }, 0, false, 0},
+		{"zeroed file", func(d []byte, o []int) []byte { clear(d); return d }, 0, false, 0},
 		{"garbage after the tail", func(d []byte, o []int) []byte { return append(d, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13) }, n, false, 0},
 		{"damaged last frame, then zeros", func(d []byte, o []int) []byte {
 			d[len(d)-4] ^= 8
@@ -98,7 +102,10 @@ func TestWALTornTailVersusCorruption(t *testing.T) {
 				if !errors.Is(err, ErrCorrupt) || !errors.As(err, &ce) {
 					t.Fatalf("Open = %v, want ErrCorrupt", err)
 				}
-				wantOff := offs[tt.frame]
+				wantOff := 0 // -1: the file header
+				if tt.frame >= 0 {
+					wantOff = offs[tt.frame]
+				}
 				if !strings.HasSuffix(wal, ce.File) || ce.Offset != int64(wantOff) {
 					t.Fatalf("error names %s@%d, want %s@%d: %v", ce.File, ce.Offset, wal, wantOff, err)
 				}
@@ -119,6 +126,17 @@ func TestWALTornTailVersusCorruption(t *testing.T) {
 			}
 			db.Close()
 		})
+	}
+}
+
+func TestWALUnknownFormatVersion(t *testing.T) {
+	fs, wal, _ := walFixture(t, 3)
+	data, _ := fs.ReadFile(wal)
+	binary.LittleEndian.PutUint32(data[8:], walFormatVersion+1)
+	binary.LittleEndian.PutUint32(data[12:], checksum(data[:12]))
+	fs.WriteFile(wal, data)
+	if _, err := Open(Options{Dir: "/db", FS: fs}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("Open = %v, want ErrUnsupported", err)
 	}
 }
 

@@ -321,6 +321,13 @@ func (db *DB) openWAL(num uint64) error {
 		return fmt.Errorf("lsm: sync dir for WAL %s: %w", name, err)
 	}
 	db.wal = &walWriter{f: f, num: num, name: name}
+	// The header reaches the disk with the first synced record (or the
+	// sync before the next rotation); a crash before that leaves an empty
+	// or zero file, which replays as no records.
+	if err := db.wal.write(walFileHeader()); err != nil {
+		f.Close()
+		return err
+	}
 	return nil
 }
 

@@ -31,7 +31,10 @@
 //
 // # WAL format
 //
-// A WAL file (NNNNNN.log) is a sequence of frames, one per record:
+// A WAL file (NNNNNN.log) is a 16-byte header followed by frames, one per
+// record:
+//
+//	header: magic u64 ("vswal01") | format version u32 | crc32c(bytes 0-12) u32
 //
 //	+-------------+-------------+-------------+---------------------+
 //	| length  u32 | crc32c  u32 | hdr crc u32 | payload (length B)  |
@@ -42,7 +45,10 @@
 //	         version.Node u32 | expiry varint | value (rest)
 //
 // Integers are little-endian; checksums are CRC-32C (Castagnoli). The
-// header checksum makes a damaged length detectable before it is trusted.
+// frame header checksum makes a damaged length detectable before it is
+// trusted. A WAL whose format version this code does not know is refused
+// with ErrUnsupported; an empty or all-zero WAL (created, never written)
+// holds no records.
 // On Open the WAL files not yet in a table are replayed. When a frame fails
 // a check, the rest of the file is searched for a valid frame (right after
 // the damaged one when its checksummed header gives its length). If there

@@ -6,6 +6,23 @@ import (
 	"io"
 )
 
+// A WAL file starts with a header:
+//
+//	magic u64 | formatVersion u32 | crc32c(previous 12 bytes) u32
+//
+// and goes on with one frame per record.
+const (
+	walMagic         = 0x31306c61777376 // "vswal01" little-endian
+	walFormatVersion = 1
+	walFileHeaderLen = 16
+)
+
+func walFileHeader() []byte {
+	b := binary.LittleEndian.AppendUint64(nil, walMagic)
+	b = binary.LittleEndian.AppendUint32(b, walFormatVersion)
+	return binary.LittleEndian.AppendUint32(b, checksum(b))
+}
+
 // WAL framing. Each record is
 //
 //	payloadLen u32 | payloadCRC u32 | headerCRC u32 | payload
@@ -77,13 +94,37 @@ func validFrameFrom(b []byte, from int) bool {
 // CorruptionError naming file and offset. The records passed to fn alias
 // data.
 func decodeWAL(file string, data []byte, fn func(off int64, rec Record) error) (int64, walTail, error) {
-	off := 0
+	// The file header. A file that is all zeros (or empty) was created but
+	// never written to before a crash.
+	if allZero(data) {
+		return 0, walZeroTail, nil
+	}
+	le := binary.LittleEndian
+	reason := ""
+	switch {
+	case len(data) < walFileHeaderLen:
+		reason = "truncated WAL file header"
+	case le.Uint64(data) != walMagic:
+		reason = "bad WAL magic"
+	case checksum(data[:12]) != le.Uint32(data[12:]):
+		reason = "WAL file header checksum mismatch"
+	}
+	if reason != "" {
+		if validFrameFrom(data, 1) {
+			return 0, walClean, corruptf(file, 0, "%s, with valid records after it", reason)
+		}
+		return 0, walTorn, nil
+	}
+	if v := le.Uint32(data[8:]); v != walFormatVersion {
+		return 0, walClean, fmt.Errorf("%w: WAL %s has format version %d, this code reads %d", ErrUnsupported, file, v, walFormatVersion)
+	}
+	off := walFileHeaderLen
 	for off < len(data) {
 		rest := data[off:]
 		if allZero(rest) {
 			return int64(off), walZeroTail, nil
 		}
-		reason := ""
+		reason = ""
 		var n uint32
 		// Where to look for valid frames past a damaged one: right after
 		// it when its (checksummed) header gives its length, so that a
