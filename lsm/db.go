@@ -280,6 +280,11 @@ func (db *DB) recover() (err error) {
 			db.opts.Logger.Error("lsm: move quarantined table aside", "table", name, "err", err)
 		}
 	}
+	if len(quarantine) > 0 {
+		if err := fsys.SyncDir(dir); err != nil {
+			return fmt.Errorf("lsm: sync dir after quarantine: %w", err)
+		}
+	}
 	// Remove what the manifest no longer references: replayed logs, orphan
 	// tables of an interrupted flush or compaction, temporary files.
 	for _, n := range names {

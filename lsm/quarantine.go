@@ -74,8 +74,12 @@ func (db *DB) quarantineTable(t *table, cause error) error {
 	db.qmu.Lock()
 	db.quarantined = append(db.quarantined, QuarantinedTable{Table: t.name, Err: fmt.Sprint(cause)})
 	db.qmu.Unlock()
+	// Keep the evidence: if the rename were lost in a crash, the next Open
+	// would remove the file as an orphan.
 	if err := db.fs.Rename(t.path, t.path+quarantineSuffix); err != nil {
 		db.opts.Logger.Error("lsm: move quarantined table aside", "table", t.name, "err", err)
+	} else if err := db.fs.SyncDir(db.dir); err != nil {
+		db.opts.Logger.Error("lsm: sync dir after quarantine", "table", t.name, "err", err)
 	}
 	return nil
 }
