@@ -10,7 +10,8 @@ import (
 	"sync"
 )
 
-// ErrCrashed is returned by operations on files opened before MemFS.Crash.
+// ErrCrashed is returned by operations on files opened before MemFS.Crash,
+// and by every operation between a Crash and the next Lock.
 var ErrCrashed = errors.New("lsm: file handle from before a simulated crash")
 
 // MemFS is an in-memory FS that remembers what has been made durable. Crash
@@ -22,6 +23,10 @@ type MemFS struct {
 	gen   int
 	dirs  map[string]*memDir
 	locks map[string]int // held locks, by the generation that took them
+	// dead is set by Crash and cleared by the next Lock: between the two,
+	// the crashed process may still be running (its DB not yet closed),
+	// and nothing it does may reach the "disk".
+	dead bool
 }
 
 type memNode struct {
@@ -70,6 +75,7 @@ func (m *MemFS) Lock(name string) (io.Closer, error) {
 		md.live[b] = &memNode{}
 	}
 	m.locks[name] = m.gen
+	m.dead = false // a new process has started
 	return &memLock{fs: m, name: name, gen: m.gen}, nil
 }
 
@@ -106,6 +112,9 @@ func notExist(op, name string) error {
 func (m *MemFS) Create(name string) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.dead {
+		return nil, fmt.Errorf("create: %w", ErrCrashed)
+	}
 	d, b := split(name)
 	md := m.dir(d, false)
 	if md == nil {
@@ -120,6 +129,9 @@ func (m *MemFS) Create(name string) (File, error) {
 func (m *MemFS) Open(name string) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.dead {
+		return nil, fmt.Errorf("open: %w", ErrCrashed)
+	}
 	d, b := split(name)
 	md := m.dir(d, false)
 	if md == nil || md.live[b] == nil {
@@ -132,6 +144,9 @@ func (m *MemFS) Open(name string) (File, error) {
 func (m *MemFS) Remove(name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.dead {
+		return fmt.Errorf("remove: %w", ErrCrashed)
+	}
 	d, b := split(name)
 	md := m.dir(d, false)
 	if md == nil || md.live[b] == nil {
@@ -145,6 +160,9 @@ func (m *MemFS) Remove(name string) error {
 func (m *MemFS) Rename(oldname, newname string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.dead {
+		return fmt.Errorf("rename: %w", ErrCrashed)
+	}
 	od, ob := split(oldname)
 	nd, nb := split(newname)
 	omd, nmd := m.dir(od, false), m.dir(nd, false)
@@ -168,6 +186,9 @@ func (m *MemFS) MkdirAll(dir string) error {
 func (m *MemFS) List(dir string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.dead {
+		return nil, fmt.Errorf("list: %w", ErrCrashed)
+	}
 	md := m.dir(dir, false)
 	if md == nil {
 		return nil, notExist("list", dir)
@@ -184,6 +205,9 @@ func (m *MemFS) List(dir string) ([]string, error) {
 func (m *MemFS) SyncDir(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.dead {
+		return fmt.Errorf("syncdir: %w", ErrCrashed)
+	}
 	md := m.dir(dir, false)
 	if md == nil {
 		return notExist("syncdir", dir)
@@ -196,13 +220,17 @@ func (m *MemFS) SyncDir(dir string) error {
 }
 
 // Crash simulates a power cut: every directory goes back to its entries as
-// of its last SyncDir and every file to its contents as of its last Sync.
-// Files opened before the crash fail with ErrCrashed from then on. The
-// process that used the FS must not use it afterwards except to reopen.
+// of its last SyncDir and every file to its contents as of its last Sync,
+// and every lock is released. Files opened before the crash fail with
+// ErrCrashed from then on, and so does every other operation (but MkdirAll)
+// until the next Lock — the first thing Open does — so that a DB of the
+// dead process that is still running cannot write to the "disk" after the
+// cut. Close that DB before opening a new one.
 func (m *MemFS) Crash() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gen++
+	m.dead = true
 	clear(m.locks)
 	for _, md := range m.dirs {
 		md.live = make(map[string]*memNode, len(md.synced))
