@@ -3,6 +3,7 @@ package lsm
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 func TestStats(t *testing.T) {
@@ -52,4 +53,22 @@ func sum(xs []uint64) uint64 {
 		s += x
 	}
 	return s
+}
+
+// TestSyncInterval: under SyncInterval an Apply returns before any fsync,
+// and the committer's ticker syncs the WAL soon after.
+func TestSyncInterval(t *testing.T) {
+	g := &syncGate{FS: NewMemFS(), open: make(chan struct{}), blocked: make(chan struct{})}
+	db := openMem(t, g, func(o *Options) { o.Sync = SyncInterval; o.SyncInterval = time.Millisecond })
+	defer db.Close()
+	// Every WAL sync blocks until the gate opens: Apply must not wait for one.
+	mustApply(t, db, put("k", "v", v(1)))
+	<-g.blocked // the ticker's WAL sync has started
+	close(g.open)
+	g.mu.Lock()
+	syncs := g.syncs
+	g.mu.Unlock()
+	if syncs == 0 {
+		t.Fatal("no WAL sync")
+	}
 }
