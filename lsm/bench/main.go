@@ -34,8 +34,10 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/filter"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/util"
 )
@@ -108,7 +110,13 @@ func (e *pebbleEngine) open(dir string, sync bool) error {
 	if sync {
 		e.wo = pebble.Sync
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	opts := &pebble.Options{Logger: quietLogger{}}
+	// pebble's default is no filter at all; give it the same 10 bits/key
+	// bloom filter our tables carry, so that reads compare like with like.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
 	e.db = db
 	return err
 }
@@ -160,7 +168,7 @@ type levelEngine struct {
 
 func (e *levelEngine) open(dir string, sync bool) error {
 	e.wo = &opt.WriteOptions{Sync: sync}
-	db, err := leveldb.OpenFile(dir, nil)
+	db, err := leveldb.OpenFile(dir, &opt.Options{Filter: filter.NewBloomFilter(10)}) // default: no filter
 	e.db = db
 	return err
 }
