@@ -195,8 +195,8 @@ func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []b
 	if err == nil && held.Less(rec.Version) {
 		err = fmt.Errorf("replica holds %v, older than the write's %v", held, rec.Version)
 	}
-	if err == nil {
-		n.clock.observe(held.Counter)
+	if err == nil && !n.observeReply(held) {
+		err = fmt.Errorf("replica holds %v, more than %v ahead of this node's clock", held, MaxClockAhead)
 	}
 	ch <- ackResult{id: id, held: held, err: err}
 	if err != nil {
@@ -312,10 +312,11 @@ func (n *Node) fetch(id string, key, req []byte) getResult {
 		}
 		res.err = err
 	}
+	if res.err == nil && res.found && !n.observeReply(res.rec.Version) {
+		res.err = fmt.Errorf("replica holds %v, more than %v ahead of this node's clock", res.rec.Version, MaxClockAhead)
+	}
 	if res.err != nil {
 		n.met.replicaErrors.WithLabelValues(OpGet).Inc()
-	} else if res.found {
-		n.clock.observe(res.rec.Version.Counter)
 	}
 	return res
 }

@@ -363,7 +363,7 @@ func (n *Node) deliver(ctx context.Context, target string, rec lsm.Record) error
 	if err != nil {
 		return err
 	}
-	n.clock.observe(held.Counter)
+	n.observeReply(held)
 	if held.Less(rec.Version) {
 		return fmt.Errorf("%s holds %v, older than %v", target, held, rec.Version)
 	}

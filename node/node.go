@@ -290,10 +290,29 @@ func (n *Node) checkRecord(rec *lsm.Record) error {
 	if rec.Version.IsZero() {
 		return fmt.Errorf("%w: zero version", ErrMalformed)
 	}
-	if limit := uint64(max(n.cfg.Clock.Now().Add(MaxClockAhead).UnixMilli(), 0)) << 16; rec.Version.Counter > limit {
+	if rec.Version.Counter > n.aheadLimit() {
 		return fmt.Errorf("%w: version %v is more than %v ahead of this node's clock", ErrMalformed, rec.Version, MaxClockAhead)
 	}
 	return nil
+}
+
+// aheadLimit is the highest version counter this node accepts: its wall
+// clock plus MaxClockAhead.
+func (n *Node) aheadLimit() uint64 {
+	return uint64(max(n.cfg.Clock.Now().Add(MaxClockAhead).UnixMilli(), 0)) << 16
+}
+
+// observeReply advances the clock past a version a peer reported, unless
+// the version is more than MaxClockAhead ahead of this node's clock, which
+// it reports with false. A peer's record or ack carries a version this node
+// never checked; taking a far-future one into the clock would stamp every
+// later write beyond what correct peers accept.
+func (n *Node) observeReply(v lsm.Version) bool {
+	if v.Counter > n.aheadLimit() {
+		return false
+	}
+	n.clock.observe(v.Counter)
+	return true
 }
 
 // MaxClockAhead bounds how far in the future a record's version may be. A
