@@ -653,3 +653,28 @@ func TestClusterPartitionedReplica(t *testing.T) {
 		return c.node("n1").hints.total() == 0
 	})
 }
+
+// Sloppy quorum: with two of a key's three replicas down, a write fails
+// with ErrQuorum at W = 2 even though a fourth node is up and takes the
+// hints; only real replicas' acks count toward W.
+func TestClusterHintHolderDoesNotCountTowardW(t *testing.T) {
+	ids := []string{"n1", "n2", "n3", "n4"}
+	c := newTestCluster(t, ids, nil)
+	ctx := ctxT(t)
+	key := []byte("sloppy-w")
+	all := c.node("n1").mem.ring().PreferenceList(key, 4)
+	coord, holder := all[0], all[3]
+	c.stop(all[1])
+	c.stop(all[2])
+	c.markDown(all[1], all[2])
+	if _, err := c.node(coord).Put(ctx, key, []byte("v"), WriteOptions{}); !errors.Is(err, ErrQuorum) {
+		t.Fatalf("put with two of three replicas down: err = %v, want ErrQuorum", err)
+	}
+	if _, err := c.node(coord).Put(ctx, key, []byte("v"), WriteOptions{W: 1}); err != nil {
+		t.Fatalf("put at W=1: %v", err)
+	}
+	waitFor(t, 5*time.Second, "hints on "+holder, func() bool {
+		p := c.node(holder).hints.pendingByTarget()
+		return p[all[1]] == 1 && p[all[2]] == 1
+	})
+}
