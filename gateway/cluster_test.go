@@ -39,8 +39,11 @@ func startTestCluster(t *testing.T) *testCluster {
 		reg := prometheus.NewRegistry()
 		n, err := node.New(node.Config{
 			ID:             id,
-			GossipInterval: 20 * time.Millisecond,
-			DownAfter:      150 * time.Millisecond,
+			// Real time: DownAfter leaves room for a goroutine stalled by
+			// -race on a loaded two-core machine, so no live node is taken
+			// for down; the test waits on the condition, not the duration.
+			GossipInterval: 50 * time.Millisecond,
+			DownAfter:      time.Second,
 			RequestTimeout: time.Second,
 			NeedPeers:      2,
 			DataDir:        t.TempDir(),
