@@ -343,6 +343,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newStoreCollector(db.Stats),
 	)
 	n, err := node.New(node.Config{
 		ID:                  o.id,
