@@ -38,7 +38,7 @@ func startTestCluster(t *testing.T) *testCluster {
 		t.Cleanup(func() { db.Close() })
 		reg := prometheus.NewRegistry()
 		n, err := node.New(node.Config{
-			ID:             id,
+			ID: id,
 			// Real time: DownAfter leaves room for a goroutine stalled by
 			// -race on a loaded two-core machine, so no live node is taken
 			// for down; the test waits on the condition, not the duration.
