@@ -37,11 +37,11 @@ func startTestCluster(t *testing.T) *testCluster {
 		}
 		t.Cleanup(func() { db.Close() })
 		reg := prometheus.NewRegistry()
+		// Real time: DownAfter leaves room for a goroutine stalled by -race
+		// on a loaded two-core machine, so no live node is taken for down;
+		// the test waits on the condition, not the duration.
 		n, err := node.New(node.Config{
-			ID: id,
-			// Real time: DownAfter leaves room for a goroutine stalled by
-			// -race on a loaded two-core machine, so no live node is taken
-			// for down; the test waits on the condition, not the duration.
+			ID:             id,
 			GossipInterval: 50 * time.Millisecond,
 			DownAfter:      time.Second,
 			RequestTimeout: time.Second,

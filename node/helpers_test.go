@@ -142,9 +142,9 @@ func (c *testCluster) start(id string) *Node {
 	return n
 }
 
-// stop closes id's node and store and makes it unreachable, as a killed
-// process.
-func (c *testCluster) stop(id string) {
+// detach makes id unreachable, closes its node and forgets it, and returns
+// its store for the caller to close or crash.
+func (c *testCluster) detach(id string) *lsm.DB {
 	c.t.Helper()
 	c.net.Stop(id)
 	c.mu.Lock()
@@ -155,6 +155,14 @@ func (c *testCluster) stop(id string) {
 	if err := n.Close(); err != nil {
 		c.t.Errorf("close %s: %v", id, err)
 	}
+	return db
+}
+
+// stop closes id's node and store and makes it unreachable, as a killed
+// process.
+func (c *testCluster) stop(id string) {
+	c.t.Helper()
+	db := c.detach(id)
 	if err := db.Close(); err != nil {
 		c.t.Errorf("close store %s: %v", id, err)
 	}
@@ -240,15 +248,7 @@ func ctxT(t testing.TB) context.Context {
 // everything that was not synced.
 func (c *testCluster) crash(id string) {
 	c.t.Helper()
-	c.net.Stop(id)
-	c.mu.Lock()
-	n, db := c.nodes[id], c.stores[id]
-	delete(c.nodes, id)
-	delete(c.stores, id)
-	c.mu.Unlock()
-	if err := n.Close(); err != nil {
-		c.t.Errorf("close %s: %v", id, err)
-	}
+	db := c.detach(id)
 	c.fs[id].Crash()
 	_ = db.Close() // fails on the crashed files; releases its goroutines
 }
