@@ -58,9 +58,7 @@ func (g *Gateway) serveInternalKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
-	h.Set(headerVersion, rec.Version.String())
+	setValueHeaders(h, &rec)
 	h.Set(headerTombstone, strconv.FormatBool(rec.Tombstone))
 	if rec.Expiry != 0 {
 		h.Set(headerExpiry, strconv.FormatInt(rec.Expiry, 10))

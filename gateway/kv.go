@@ -123,10 +123,7 @@ func (g *Gateway) getKV(w http.ResponseWriter, r *http.Request, key []byte) {
 		g.writeNodeError(w, r, err)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
-	h.Set(headerVersion, rec.Version.String())
+	setValueHeaders(w.Header(), &rec)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(rec.Value)
 }
@@ -220,4 +217,12 @@ func parseVersion(s string) (lsm.Version, error) {
 		return lsm.Version{}, fmt.Errorf("version %q: bad node", s)
 	}
 	return lsm.Version{Counter: counter, Node: uint32(id)}, nil
+}
+
+// setValueHeaders describes a record's value in h: content type and length,
+// and the version header.
+func setValueHeaders(h http.Header, rec *lsm.Record) {
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
+	h.Set(headerVersion, rec.Version.String())
 }

@@ -276,28 +276,16 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 	if o.preload {
 		pctx, cancel := context.WithTimeout(ctx, benchMaxDuration)
 		var next atomic.Int64
-		var wg sync.WaitGroup
-		st := newBenchStats()
-		var mu sync.Mutex
 		start := time.Now()
-		for w := range o.concurrency {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				local := newBenchStats()
-				for {
-					k := next.Add(1) - 1
-					if k >= int64(o.keys) || pctx.Err() != nil {
-						break
-					}
-					benchRequest(pctx, client, local, "put", o.targets[(int(k)+w)%len(o.targets)], "key-"+strconv.FormatInt(k, 10), value)
+		st := runWorkers(o.concurrency, func(w int, local *benchStats) {
+			for {
+				k := next.Add(1) - 1
+				if k >= int64(o.keys) || pctx.Err() != nil {
+					return
 				}
-				mu.Lock()
-				st.merge(local)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
+				benchRequest(pctx, client, local, "put", o.targets[(int(k)+w)%len(o.targets)], "key-"+strconv.FormatInt(k, 10), value)
+			}
+		})
 		cancel()
 		failed := sumInts(st.status) + sumInts(st.transport)
 		fmt.Fprintf(out, "preload: %d keys in %v, %d errors\n", o.keys, time.Since(start).Round(time.Millisecond), failed)
@@ -309,39 +297,44 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 	rctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 	var cursor atomic.Uint64
-	var wg sync.WaitGroup
-	total := newBenchStats()
-	var mu sync.Mutex
 	start := time.Now()
-	for w := range o.concurrency {
+	total := runWorkers(o.concurrency, func(w int, local *benchStats) {
+		rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
+		for rctx.Err() == nil {
+			op := o.op
+			if op == "mixed" {
+				op = "put"
+				if rng.IntN(2) == 1 {
+					op = "get"
+				}
+			}
+			t := o.targets[cursor.Add(1)%uint64(len(o.targets))]
+			benchRequest(rctx, client, local, op, t, "key-"+strconv.Itoa(rng.IntN(o.keys)), value)
+		}
+	})
+	printBench(out, &o, total, time.Since(start))
+	return ctx.Err()
+}
+
+// runWorkers runs work on n goroutines, each recording into its own stats,
+// and returns their merged stats once all have returned.
+func runWorkers(n int, work func(w int, local *benchStats)) *benchStats {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := newBenchStats()
+	for w := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
 			local := newBenchStats()
-			for rctx.Err() == nil {
-				op := o.op
-				if op == "mixed" {
-					op = "put"
-					if rng.IntN(2) == 1 {
-						op = "get"
-					}
-				}
-				t := o.targets[cursor.Add(1)%uint64(len(o.targets))]
-				benchRequest(rctx, client, local, op, t, "key-"+strconv.Itoa(rng.IntN(o.keys)), value)
-			}
+			work(w, local)
 			mu.Lock()
 			total.merge(local)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	printBench(out, &o, total, elapsed)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return nil
+	return total
 }
 
 func sumInts[K comparable](m map[K]int) int {
