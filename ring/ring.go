@@ -162,6 +162,14 @@ func (r *Ring) config() Config {
 	return r.cfg
 }
 
+// hash is the configured hash, xxhash64 for a zero Config.
+func (c Config) hash() HashFunc {
+	if c.Hash == nil {
+		return xxhash.Sum64
+	}
+	return c.Hash
+}
+
 // PreferenceList returns the first n distinct members clockwise from key's
 // hash: the key's replicas, in order of preference. It returns fewer than n
 // when the ring has fewer members. The caller owns the returned slice.
@@ -175,10 +183,22 @@ func (r *Ring) AppendPreferenceList(dst []string, key []byte, n int) []string {
 	if r == nil || len(r.points) == 0 || n <= 0 {
 		return dst
 	}
+	return r.AppendPreferenceListAt(dst, r.cfg.Hash(key), n)
+}
+
+// Hash returns key's point on the ring: the configured hash of key.
+func (r *Ring) Hash(key []byte) uint64 {
+	return r.config().hash()(key)
+}
+
+// AppendPreferenceListAt is AppendPreferenceList for a key whose hash is h.
+func (r *Ring) AppendPreferenceListAt(dst []string, h uint64, n int) []string {
+	if r == nil || len(r.points) == 0 || n <= 0 {
+		return dst
+	}
 	n = min(n, len(r.members))
 	start := len(dst)
-	h := r.cfg.Hash(key)
-	i := sort.Search(len(r.points), func(i int) bool { return r.points[i].hash >= h })
+	i := r.search(h)
 	for k := 0; k < len(r.points) && len(dst)-start < n; k++ {
 		m := r.members[r.points[(i+k)%len(r.points)].member]
 		if !slices.Contains(dst[start:], m) {
@@ -186,6 +206,41 @@ func (r *Ring) AppendPreferenceList(dst []string, key []byte, n int) []string {
 		}
 	}
 	return dst
+}
+
+// search returns the index of the first point at or after h, wrapping to 0.
+func (r *Ring) search(h uint64) int {
+	i := sort.Search(len(r.points), func(i int) bool { return r.points[i].hash >= h })
+	if i == len(r.points) {
+		return 0
+	}
+	return i
+}
+
+// Token returns the range a key hashing to h falls in, named by its token:
+// the first point at or after h, wrapping past the top of the hash space.
+// A range is the arc (previous token, token]; every key in it has the same
+// preference list. An empty ring has the single token 0.
+func (r *Ring) Token(h uint64) uint64 {
+	if r == nil || len(r.points) == 0 {
+		return 0
+	}
+	return r.points[r.search(h)].hash
+}
+
+// Tokens returns the ring's distinct tokens in ascending order: the ends of
+// its ranges. The caller owns the returned slice.
+func (r *Ring) Tokens() []uint64 {
+	if r == nil {
+		return nil
+	}
+	out := make([]uint64, 0, len(r.points))
+	for _, p := range r.points {
+		if len(out) == 0 || out[len(out)-1] != p.hash {
+			out = append(out, p.hash)
+		}
+	}
+	return out
 }
 
 // Ownership returns, for each member, the fraction of the hash space for

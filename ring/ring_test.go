@@ -184,3 +184,28 @@ func BenchmarkPreferenceList(b *testing.B) {
 		buf = r.AppendPreferenceList(buf[:0], key, 3)
 	}
 }
+
+func TestTokens(t *testing.T) {
+	r, err := New([]string{"a", "b", "c"}, Config{VNodes: 2, Hash: goldenHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(r.Tokens()), "[10 20 30 60 70 80]"; got != want {
+		t.Fatalf("Tokens() = %s, want %s", got, want)
+	}
+	// A key belongs to the range ending at the first token at or after its
+	// hash, wrapping past the top; every key of a range has the same list.
+	for _, c := range []struct{ h, token uint64 }{{0, 10}, {10, 10}, {11, 20}, {59, 60}, {80, 80}, {81, 10}, {math.MaxUint64, 10}} {
+		if got := r.Token(c.h); got != c.token {
+			t.Errorf("Token(%d) = %d, want %d", c.h, got, c.token)
+		}
+		want := fmt.Sprint(r.PreferenceList([]byte(strconv.FormatUint(c.h, 10)), 3))
+		if got := fmt.Sprint(r.AppendPreferenceListAt(nil, c.token, 3)); got != want {
+			t.Errorf("list at token %d = %s, want the list of hash %d, %s", c.token, got, c.h, want)
+		}
+	}
+	var empty *Ring
+	if empty.Token(5) != 0 || empty.Tokens() != nil {
+		t.Error("a nil ring has token 0 and no tokens")
+	}
+}
