@@ -124,7 +124,7 @@ func (c *Config) Validate() error {
 	case c.Throughput < 0:
 		return fmt.Errorf("%w: negative Throughput %d", ErrInvalidConfig, c.Throughput)
 	case c.PageBytes < 0 || c.PageBytes > MaxPageBytes:
-		return fmt.Errorf("%w: PageBytes %d out of range [1, %d]", ErrInvalidConfig, c.PageBytes, MaxPageBytes)
+		return fmt.Errorf("%w: PageBytes %d out of range [0 (default), MaxPageBytes %d]", ErrInvalidConfig, c.PageBytes, MaxPageBytes)
 	}
 	for _, d := range []struct {
 		name string

@@ -74,8 +74,13 @@ func (p *Puller) Progress() Progress {
 }
 
 // Clear removes the state file. The node calls it once the change has
-// committed (or was aborted), never while Run runs.
-func (p *Puller) Clear() error { return removeState(p.cfg.Dir) }
+// committed (or was aborted); it is refused while Run runs.
+func (p *Puller) Clear() error {
+	if p.running.Load() {
+		return errors.New("stream: Clear while Run is running")
+	}
+	return removeState(p.cfg.Dir)
+}
 
 // begin loads or creates the state of the change, adds the transfers it
 // lacks and saves it.

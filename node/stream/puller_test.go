@@ -572,6 +572,9 @@ func TestPullerRunsOnce(t *testing.T) {
 	if err := p.Run(ctx, testEpoch, "g", nil); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("second Run: err = %v", err)
 	}
+	if err := p.Clear(); err == nil {
+		t.Errorf("Clear during Run succeeded")
+	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("first Run: err = %v", err)
