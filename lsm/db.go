@@ -106,6 +106,7 @@ const (
 type commitReq struct {
 	kind  reqKind
 	rec   Record
+	prev  Version // reqApply: the version held before, for OnApply
 	frame []byte
 	done  chan error
 	imm   *memtable // reqRotate: the memtable Flush waits for
@@ -428,47 +429,85 @@ func (db *DB) errReadOnly() error {
 // may or may not survive a restart) and makes every later Apply fail with
 // ErrReadOnly.
 func (db *DB) Apply(rec Record) (held Version, applied bool, err error) {
-	if len(rec.Key) == 0 {
-		return Version{}, false, errors.New("lsm: empty key")
-	}
-	if rec.Tombstone && len(rec.Value) > 0 {
-		return Version{}, false, errors.New("lsm: tombstone with a value")
-	}
-	if len(rec.Key)+len(rec.Value) > maxWALRecord/2 {
-		return Version{}, false, fmt.Errorf("lsm: record of %d bytes is too large", len(rec.Key)+len(rec.Value))
+	if err := checkRecord(&rec); err != nil {
+		return Version{}, false, err
 	}
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if db.closed {
-		return Version{}, false, ErrClosed
+	if err := db.writable(); err != nil {
+		return Version{}, false, err
 	}
-	if db.readOnlyErr() != nil {
-		return Version{}, false, db.errReadOnly()
-	}
-	kl := &db.keyLocks[bloomHash(rec.Key)%stripes]
+	kl := db.keyLock(rec.Key)
 	kl.Lock()
 	defer kl.Unlock()
-	cur, found, err := db.get(rec.Key, false)
+	prev, err := db.heldVersion(rec.Key)
 	if err != nil {
 		return Version{}, false, err
 	}
-	if found && !cur.Version.Less(rec.Version) {
+	// The zero version is older than every other: a record of version
+	// zero is never applied, and any other is when nothing is held.
+	if !prev.Less(rec.Version) {
 		db.stats.rejected.Add(1)
-		return cur.Version, false, nil
+		return prev, false, nil
 	}
-	if !found && rec.Version.IsZero() {
-		db.stats.rejected.Add(1)
-		return Version{}, false, nil
-	}
-	c := cloneRecord(rec)
-	req := &commitReq{kind: reqApply, rec: c, done: make(chan error, 1)}
-	req.frame = appendFrame(nil, appendRecord(nil, &c))
-	db.commitCh <- req
-	if err := <-req.done; err != nil {
-		return cur.Version, false, err
+	if err := db.commit(rec, prev); err != nil {
+		return prev, false, err
 	}
 	db.stats.applies.Add(1)
 	return rec.Version, true, nil
+}
+
+// checkRecord refuses what Apply never stores.
+func checkRecord(rec *Record) error {
+	if len(rec.Key) == 0 {
+		return errors.New("lsm: empty key")
+	}
+	if rec.Tombstone && len(rec.Value) > 0 {
+		return errors.New("lsm: tombstone with a value")
+	}
+	if len(rec.Key)+len(rec.Value) > maxWALRecord/2 {
+		return fmt.Errorf("lsm: record of %d bytes is too large", len(rec.Key)+len(rec.Value))
+	}
+	return nil
+}
+
+// writable returns why the DB takes no writes, or nil. The caller holds
+// closeMu shared.
+func (db *DB) writable() error {
+	if db.closed {
+		return ErrClosed
+	}
+	if db.readOnlyErr() != nil {
+		return db.errReadOnly()
+	}
+	return nil
+}
+
+// keyLock returns the stripe lock that serialises the check and the write
+// of Apply and Purge for key.
+func (db *DB) keyLock(key []byte) *sync.Mutex {
+	return &db.keyLocks[bloomHash(key)%stripes]
+}
+
+// heldVersion returns the version held for key: the zero Version if there
+// is no record.
+func (db *DB) heldVersion(key []byte) (Version, error) {
+	cur, found, err := db.get(key, false)
+	if err != nil || !found {
+		return Version{}, err
+	}
+	return cur.Version, nil
+}
+
+// commit hands a copy of rec to the committer and waits until it is in the
+// WAL (synced under SyncAlways) and the memtable. prev is the version held
+// before, passed on to OnApply.
+func (db *DB) commit(rec Record, prev Version) error {
+	c := cloneRecord(rec)
+	req := &commitReq{kind: reqApply, rec: c, prev: prev, done: make(chan error, 1)}
+	req.frame = appendFrame(nil, appendRecord(nil, &c))
+	db.commitCh <- req
+	return <-req.done
 }
 
 // Get returns the newest record for key, tombstones included (Tombstone is
@@ -535,29 +574,59 @@ func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 // flushes and compactions that run meanwhile are not seen. It stops when fn
 // returns false. The records passed to fn belong to fn.
 func (db *DB) Scan(start, end []byte, fn func(Record) bool) error {
-	db.closeMu.RLock()
-	if db.closed {
-		db.closeMu.RUnlock()
-		return ErrClosed
+	return db.ScanAt(start, end, nil, fn)
+}
+
+// ScanAt is Scan, but it also calls atSnapshot (unless nil) exactly once
+// while the snapshot is taken, under the lock that orders the snapshot
+// with the Options.OnApply calls: every OnApply call happens either before
+// atSnapshot, and its record is in the snapshot, or after it, and its record
+// is not. atSnapshot never runs concurrently with an OnApply call or with
+// the atSnapshot of another ScanAt. It is not called if ScanAt returns
+// ErrClosed. Like OnApply, it holds up writes and reads while it runs and
+// must not call into the DB.
+func (db *DB) ScanAt(start, end []byte, atSnapshot func(), fn func(Record) bool) error {
+	srcs, v, err := db.snapshot(start, end, atSnapshot)
+	if err != nil {
+		return err
 	}
-	db.mu.RLock()
+	defer v.unref()
+	for _, t := range v.tables {
+		srcs = append(srcs, t.iter(start, end))
+	}
+	err = mergeIter(srcs, func(r Record) bool { return fn(cloneRecord(r)) })
+	if err != nil {
+		db.noteCorruption(err, v.tables)
+	}
+	return err
+}
+
+// snapshot copies the memtable's records in [start, end), lists the frozen
+// memtables newest first and references the current table list, all under
+// db.mu, and calls atSnapshot there. With atSnapshot, db.mu is held
+// exclusively, so that atSnapshot calls are ordered with each other as well
+// as with OnApply.
+func (db *DB) snapshot(start, end []byte, atSnapshot func()) ([]iterator, *version, error) {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return nil, nil, ErrClosed
+	}
+	if atSnapshot != nil {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		atSnapshot()
+	} else {
+		db.mu.RLock()
+		defer db.mu.RUnlock()
+	}
 	srcs := []iterator{sliceIter(db.mem.snapshot(start, end))}
 	for i := len(db.imms) - 1; i >= 0; i-- {
 		srcs = append(srcs, db.imms[i].iter(start, end))
 	}
 	v := db.cur
 	v.ref()
-	db.mu.RUnlock()
-	db.closeMu.RUnlock()
-	defer v.unref()
-	for _, t := range v.tables {
-		srcs = append(srcs, t.iter(start, end))
-	}
-	err := mergeIter(srcs, func(r Record) bool { return fn(cloneRecord(r)) })
-	if err != nil {
-		db.noteCorruption(err, v.tables)
-	}
-	return err
+	return srcs, v, nil
 }
 
 // Flush writes the memtable to a table now and returns once every record
@@ -726,9 +795,15 @@ func (db *DB) commitGroup(g []*commitReq) {
 		}
 		return
 	}
+	// OnApply runs under the same lock as the inserts, so that every
+	// snapshot sees a record exactly when it follows the record's call.
+	hook := db.opts.OnApply
 	db.mu.Lock()
 	for _, r := range g {
 		db.mem.put(r.rec)
+		if hook != nil {
+			hook(r.rec.Key, r.prev, r.rec.Version)
+		}
 	}
 	full := db.mem.bytes >= db.opts.MemtableBytes
 	db.mu.Unlock()

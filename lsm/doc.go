@@ -144,6 +144,19 @@
 // Get and Scan go through a bounded LRU cache of parsed, checked blocks
 // (Options.BlockCacheBytes); compactions and Check bypass it.
 //
+// # Hooks for anti-entropy
+//
+// The node keeps hash trees of what it holds (per key range, the XOR of
+// hash(key, version) over its records) in step with the store, writes
+// included. Options.OnApply is called for every record applied, with the
+// version held before and the version held after, on the committer
+// goroutine while the record is inserted into the memtable: under the write
+// lock of db.mu, which every snapshot takes too. ScanAt calls its atSnapshot
+// under that lock (held exclusively) while it takes its snapshot. So every
+// OnApply call falls either before a snapshot, with its record in it, or
+// after, without: a tree rebuilt from a ScanAt and then fed the OnApply
+// deltas that follow its atSnapshot is exactly the tree of the store.
+//
 // # Expiry
 //
 // Record.Expiry is stored and returned as is; interpreting it (an expired
