@@ -44,11 +44,24 @@
 //	payload: keyLen uvarint | key | flags u8 | version.Counter u64 |
 //	         version.Node u32 | expiry varint | value (rest)
 //
+//	flags:   bit 0 tombstone (no value)
+//	         bit 1 purge marker (no value; format version 2 on)
+//	         other bits: never set; a record with one is corrupt
+//
 // Integers are little-endian; checksums are CRC-32C (Castagnoli). The
 // frame header checksum makes a damaged length detectable before it is
 // trusted. A WAL whose format version this code does not know is refused
 // with ErrUnsupported; an empty or all-zero WAL (created, never written)
 // holds no records.
+//
+// Format versions (WAL and tables alike): 1, the first; 2 adds the purge
+// marker flag. This code writes 2 and reads both; a purge marker in a
+// version 1 file is corruption. Code that reads only version 1 treats an
+// unknown flag as corruption (and could quarantine a healthy table for
+// it), so files that may hold the new flag carry a version it refuses as
+// unsupported instead. Once this code has opened a directory, older code
+// can no longer open it.
+//
 // On Open the WAL files not yet in a table are replayed. When a frame fails
 // a check, the rest of the file is searched for a valid frame (right after
 // the damaged one when its checksummed header gives its length). If there
@@ -81,6 +94,7 @@
 //	| restart offset u32 * numRestarts | numRestarts u32                  |
 //	+---------------------------------------------------------------------+
 //	data entry value:  flags u8 | counter u64 | node u32 | expiry varint | value
+//	                   (flags as in the WAL)
 //	index entry:       key = last key of the block,
 //	                   value = block offset uvarint | block length uvarint
 //
@@ -95,9 +109,9 @@
 //	+--------------------+------------------------+-----------+
 //
 // Data blocks are cut at about 4 KiB. Opening a table checks the magic,
-// the footer checksum, the format version (an unknown one is refused with
-// ErrUnsupported), and the filter and index blocks; every data block is
-// checked when read. A failed check is a *CorruptionError naming the table
+// the footer checksum, the format version (1 or 2, as for the WAL; another
+// is refused with ErrUnsupported), and the filter and index blocks; every
+// data block is checked when read. A failed check is a *CorruptionError naming the table
 // and the block's offset; the engine never returns data that failed one.
 //
 // # Manifest
