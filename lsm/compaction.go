@@ -82,7 +82,8 @@ type compactReq struct {
 }
 
 // Compact merges every table into one now, dropping the tombstones past
-// their grace period, and returns when it is done. Writes go on meanwhile.
+// their grace period and the purge markers, and returns when it is done.
+// Writes go on meanwhile.
 func (db *DB) Compact() error {
 	return db.compact(0, -1)
 }
@@ -130,9 +131,10 @@ func (db *DB) manualCompact(req compactReq) ([]*table, error) {
 // compaction changes the list meanwhile; flushes only add newer tables.
 func (db *DB) compactRun(v *version, i, j int) error {
 	inputs := v.tables[i:j]
-	// Tombstones may go only when the run reaches the oldest table: no
-	// older table can then hold a version the tombstone shadows.
-	dropTombstones := j == len(v.tables)
+	// Tombstones and purge markers may go only when the run reaches the
+	// oldest table: no older table can then hold a version they shadow.
+	// Purge markers need no grace period: nothing is to learn of them.
+	bottom := j == len(v.tables)
 	graceMs := db.opts.TombstoneGrace.Milliseconds()
 	nowMs := db.opts.Now().UnixMilli()
 	start := time.Now()
@@ -152,7 +154,7 @@ func (db *DB) compactRun(v *version, i, j int) error {
 				aborted = true
 				return false
 			}
-			if dropTombstones && r.Tombstone && nowMs-int64(r.Version.Counter>>16) > graceMs {
+			if bottom && (r.purged || r.Tombstone && nowMs-int64(r.Version.Counter>>16) > graceMs) {
 				return true
 			}
 			w.add(&r)

@@ -112,6 +112,14 @@ type commitReq struct {
 	imm   *memtable // reqRotate: the memtable Flush waits for
 }
 
+// cur returns the version an Apply request leaves held: none for a purge.
+func (r *commitReq) cur() Version {
+	if r.rec.purged {
+		return Version{}
+	}
+	return r.rec.Version
+}
+
 // Open opens or creates the store in opts.Dir, replaying the WAL.
 func Open(opts Options) (*DB, error) {
 	if err := opts.Validate(); err != nil {
@@ -232,7 +240,7 @@ func (db *DB) recover() (err error) {
 			return fmt.Errorf("lsm: read WAL %s: %w", name, err)
 		}
 		end, tail, err := decodeWAL(name, data, func(_ int64, rec Record) error {
-			if old, ok := mem.get(rec.Key); !ok || old.Version.Less(rec.Version) {
+			if old, ok := mem.get(rec.Key); replaces(old, ok, rec) {
 				mem.put(cloneRecord(rec))
 			}
 			return nil
@@ -303,6 +311,19 @@ func (db *DB) recover() (err error) {
 		t.refs.Add(-1) // the version now holds the only reference
 	}
 	return nil
+}
+
+// replaces reports whether a WAL record replaces the record old (ok: there
+// is one) that the replay holds for its key. The WAL is in commit order,
+// which per key is the order of the checks of Apply and Purge, so replay
+// repeats them: a record applies over no record, a purge marker or an older
+// version; a purge marker applies over exactly the version it names, or
+// over no record (the record it purged is then in a table).
+func replaces(old Record, ok bool, rec Record) bool {
+	if rec.purged {
+		return !ok || !old.purged && old.Version == rec.Version
+	}
+	return !ok || old.purged || old.Version.Less(rec.Version)
 }
 
 func hasTmpSuffix(n string) bool { return len(n) > 4 && n[len(n)-4:] == ".tmp" }
@@ -490,10 +511,10 @@ func (db *DB) keyLock(key []byte) *sync.Mutex {
 }
 
 // heldVersion returns the version held for key: the zero Version if there
-// is no record.
+// is no record or only a purge marker.
 func (db *DB) heldVersion(key []byte) (Version, error) {
 	cur, found, err := db.get(key, false)
-	if err != nil || !found {
+	if err != nil || !found || cur.purged {
 		return Version{}, err
 	}
 	return cur.Version, nil
@@ -510,9 +531,48 @@ func (db *DB) commit(rec Record, prev Version) error {
 	return <-req.done
 }
 
+// Purge drops the record held for key if its version is exactly v (a
+// tombstone included) and reports whether it did. Afterwards the key reads
+// as never written: Get returns ErrNotFound, Scan and ScanAt skip it, and an
+// Apply of any non-zero version applies. Unlike a tombstone, a purge never
+// makes a later write lose. If the version held is not v (a newer write got
+// in first, or nothing is held), Purge changes nothing and returns false.
+//
+// The check and the drop are atomic per key with Apply. The purge goes
+// through the WAL and group commit like an Apply: under SyncAlways it is
+// durable when Purge returns. It calls Options.OnApply(key, v, Version{}).
+// The store keeps a purge marker in place of the record, shadowing the
+// versions older tables may hold, until a compaction merges it into the
+// oldest table; that compaction drops it. I/O errors are as for Apply.
+func (db *DB) Purge(key []byte, v Version) (purged bool, err error) {
+	if err := checkRecord(&Record{Key: key}); err != nil {
+		return false, err
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if err := db.writable(); err != nil {
+		return false, err
+	}
+	kl := db.keyLock(key)
+	kl.Lock()
+	defer kl.Unlock()
+	held, err := db.heldVersion(key)
+	if err != nil {
+		return false, err
+	}
+	if held.IsZero() || held != v {
+		return false, nil
+	}
+	if err := db.commit(Record{Key: key, Version: v, purged: true}, held); err != nil {
+		return false, err
+	}
+	db.stats.purges.Add(1)
+	return true, nil
+}
+
 // Get returns the newest record for key, tombstones included (Tombstone is
-// then true), or an error wrapping ErrNotFound. The returned slices belong
-// to the caller.
+// then true), or an error wrapping ErrNotFound; a purged key is not found.
+// The returned slices belong to the caller.
 func (db *DB) Get(key []byte) (Record, error) {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
@@ -523,7 +583,7 @@ func (db *DB) Get(key []byte) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	if !found {
+	if !found || rec.purged {
 		return Record{}, ErrNotFound
 	}
 	return rec, nil
@@ -531,6 +591,7 @@ func (db *DB) Get(key []byte) (Record, error) {
 
 // get looks key up in the memtable, the immutable memtables (newest first)
 // and the tables (newest first). With clone, the record is a private copy.
+// The record found may be a purge marker.
 func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 	db.stats.gets.Add(1)
 	db.mu.RLock()
@@ -570,9 +631,10 @@ func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 
 // Scan calls fn for every record with start <= key < end (end nil means no
 // upper bound) in ascending key order, newest version only, tombstones
-// included, over a consistent snapshot taken when Scan is called; writes,
-// flushes and compactions that run meanwhile are not seen. It stops when fn
-// returns false. The records passed to fn belong to fn.
+// included, purged keys skipped, over a consistent snapshot taken when Scan
+// is called; writes, flushes and compactions that run meanwhile are not
+// seen. It stops when fn returns false. The records passed to fn belong to
+// fn.
 func (db *DB) Scan(start, end []byte, fn func(Record) bool) error {
 	return db.ScanAt(start, end, nil, fn)
 }
@@ -594,7 +656,7 @@ func (db *DB) ScanAt(start, end []byte, atSnapshot func(), fn func(Record) bool)
 	for _, t := range v.tables {
 		srcs = append(srcs, t.iter(start, end))
 	}
-	err = mergeIter(srcs, func(r Record) bool { return fn(cloneRecord(r)) })
+	err = mergeIter(srcs, func(r Record) bool { return r.purged || fn(cloneRecord(r)) })
 	if err != nil {
 		db.noteCorruption(err, v.tables)
 	}
@@ -802,7 +864,7 @@ func (db *DB) commitGroup(g []*commitReq) {
 	for _, r := range g {
 		db.mem.put(r.rec)
 		if hook != nil {
-			hook(r.rec.Key, r.prev, r.rec.Version)
+			hook(r.rec.Key, r.prev, r.cur())
 		}
 	}
 	full := db.mem.bytes >= db.opts.MemtableBytes

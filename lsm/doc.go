@@ -15,6 +15,12 @@
 // background goroutine writes the frozen memtable to a table. Writes stall
 // only if two frozen memtables are already waiting.
 //
+// Purge takes the same path: under the per-key lock it checks that the
+// version held is the one to purge and commits a purge marker, a record
+// that shadows the key's older versions in older tables but reads as no
+// record at all (Get: ErrNotFound; Scan skips it; any Apply applies over
+// it). A tombstone, by contrast, is a version: only newer writes beat it.
+//
 // An I/O error on the write path (WAL write or sync, table write, manifest
 // update) fails the Apply that met it and leaves the DB read-only: every
 // later write fails with an error wrapping ErrReadOnly and the cause.
@@ -130,7 +136,9 @@
 // when it is older than Options.TombstoneGrace (its age is read from its
 // version counter, wall-clock milliseconds shifted left by 16) and only
 // when the merge includes the oldest table, so that no older table can
-// still hold a version it shadows. Size-tiered compaction was chosen over
+// still hold a version it shadows. Purge markers go under that second rule
+// alone: with no grace period, since no replica needs to learn of a
+// purge. Size-tiered compaction was chosen over
 // leveled for its low write amplification on a write-heavy replica store;
 // point reads stay cheap thanks to the per-table bloom filters.
 //
@@ -169,7 +177,11 @@
 // under that lock (held exclusively) while it takes its snapshot. So every
 // OnApply call falls either before a snapshot, with its record in it, or
 // after, without: a tree rebuilt from a ScanAt and then fed the OnApply
-// deltas that follow its atSnapshot is exactly the tree of the store.
+// deltas that follow its atSnapshot is exactly the tree of the store. A
+// purge is a delta too (from the purged version to none); so is a
+// tombstone. Records that compaction drops and records replayed from the
+// WAL by Open are not: the first were already gone from reads, and after
+// a restart the node rebuilds its trees from a scan.
 //
 // # Expiry
 //

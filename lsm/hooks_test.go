@@ -68,6 +68,14 @@ func TestOnApply(t *testing.T) {
 	apply := func(r Record) func() error {
 		return func() error { _, _, err := db.Apply(r); return err }
 	}
+	purge := func(k string, ver uint64, want bool) func() error {
+		return func() error {
+			if ok, err := db.Purge([]byte(k), v(ver)); err != nil || ok != want {
+				return fmt.Errorf("Purge(%s, %d) = %v, %v; want %v", k, ver, ok, err, want)
+			}
+			return nil
+		}
+	}
 	steps := []struct {
 		name string
 		op   func() error
@@ -102,6 +110,22 @@ func TestOnApply(t *testing.T) {
 			return nil
 		}, none},
 		{"held version read from the replayed WAL", apply(put("d", "2", v(9))), one("d", 8, 9)},
+		{"purge of another version", purge("d", 8, false), none},
+		{"purge", purge("d", 9, true), []hookCall{{"d", v(9), Version{}}}},
+		{"purge again", purge("d", 9, false), none},
+		{"older version over a purge", apply(put("d", "3", v(2))), one("d", 0, 2)},
+		{"tombstone", apply(del("e", v(10))), one("e", 0, 10)},
+		{"purge of a tombstone", purge("e", 10, true), []hookCall{{"e", v(10), Version{}}}},
+		{"flush the purge markers", func() error { return db.Flush() }, none},
+		{"compaction drops the purge marker", func() error {
+			if err := db.Compact(); err != nil {
+				return err
+			}
+			if tableHolds(t, db, "e") {
+				return errors.New("purge marker for e not dropped")
+			}
+			return nil
+		}, none},
 	}
 	for _, s := range steps {
 		if err := s.op(); err != nil {
@@ -137,7 +161,8 @@ type xorSnapshot struct {
 // TestScanAtOrdersWithOnApply keeps a TicTac-style hash the way the node
 // will: an OnApply hook XORs hash(key, cur) in and hash(key, prev) out of an
 // accumulator, and atSnapshot hands the accumulator over and starts a fresh
-// one. Writers race on a few keys (puts, tombstones, stale versions) while
+// one. Writers race on a few keys (puts, tombstones, stale versions,
+// purges, older versions applied over purges) while
 // two scanners take snapshots and memtables are flushed and compacted. For
 // each snapshot, the previous snapshot's XOR plus the deltas handed over
 // must equal the XOR of what it scanned, and the last one plus the deltas
@@ -190,6 +215,15 @@ func TestScanAtOrdersWithOnApply(t *testing.T) {
 					r = del(k, ver)
 				case 1:
 					r.Version.Counter = max(ver.Counter, 40) - 40 // most likely stale
+				case 2:
+					// Purge what is held, unless a write gets in first.
+					if got, err := db.Get([]byte(k)); err == nil {
+						if _, err := db.Purge([]byte(k), got.Version); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+					continue
 				}
 				if _, _, err := db.Apply(r); err != nil {
 					t.Error(err)
@@ -246,9 +280,10 @@ func TestScanAtOrdersWithOnApply(t *testing.T) {
 		t.Fatalf("OnApply deltas %#x after the final snapshot", acc)
 	}
 	st := db.Stats()
-	t.Logf("%d snapshots; %d applied, %d rejected, %d flushes, %d compactions", len(snaps), st.Applies, st.Rejected, st.Flushes, st.Compactions)
-	if st.Compactions == 0 || st.Rejected == 0 {
-		t.Fatalf("the test did not exercise compactions (%d) or rejections (%d)", st.Compactions, st.Rejected)
+	t.Logf("%d snapshots; %d applied, %d rejected, %d purged, %d flushes, %d compactions",
+		len(snaps), st.Applies, st.Rejected, st.Purges, st.Flushes, st.Compactions)
+	if st.Compactions == 0 || st.Rejected == 0 || st.Purges == 0 {
+		t.Fatalf("the test did not exercise compactions (%d), rejections (%d) or purges (%d)", st.Compactions, st.Rejected, st.Purges)
 	}
 }
 
