@@ -136,11 +136,15 @@
 // when it is older than Options.TombstoneGrace (its age is read from its
 // version counter, wall-clock milliseconds shifted left by 16) and only
 // when the merge includes the oldest table, so that no older table can
-// still hold a version it shadows. Purge markers go under that second rule
-// alone: with no grace period, since no replica needs to learn of a
-// purge. Size-tiered compaction was chosen over
-// leveled for its low write amplification on a write-heavy replica store;
-// point reads stay cheap thanks to the per-table bloom filters.
+// still hold a version it shadows. With Options.TombstoneHorizon, its
+// version counter must also be below the horizon, which each such
+// compaction reads once: the start of the node's last full anti-entropy
+// repair, so that no tombstone goes before a repair has spread it. A purge
+// marker is dropped under the oldest-table rule alone, with no grace period,
+// since no replica needs to learn of a purge. Size-tiered compaction was
+// chosen over leveled for its low write amplification on a write-heavy
+// replica store; point reads stay cheap thanks to the per-table bloom
+// filters.
 //
 // # Corruption, quarantine and scrubbing
 //

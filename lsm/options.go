@@ -78,6 +78,15 @@ type Options struct {
 	// drop it (and then only when no older table can hold the key).
 	// Default 10 days.
 	TombstoneGrace time.Duration
+	// TombstoneHorizon, if not nil, further limits the tombstones
+	// compaction drops to those whose Version.Counter is below the value it
+	// returns. The node returns the HLC counter of the start of the last
+	// anti-entropy repair that covered every range, so that no tombstone is
+	// dropped before a repair has propagated it. It is called on the
+	// compaction goroutine, once by each compaction that reaches the oldest
+	// table (not per record), and must not call into the DB. Nil: the
+	// grace period alone decides.
+	TombstoneHorizon func() uint64
 	// Now returns the current time; nil means time.Now. Tests inject a
 	// clock to age tombstones.
 	Now func() time.Time
