@@ -3,6 +3,7 @@ package lsm
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -82,7 +83,8 @@ type compactReq struct {
 }
 
 // Compact merges every table into one now, dropping the tombstones past
-// their grace period, and returns when it is done. Writes go on meanwhile.
+// their grace period and the purge markers, and returns when it is done.
+// Writes go on meanwhile.
 func (db *DB) Compact() error {
 	return db.compact(0, -1)
 }
@@ -125,16 +127,51 @@ func (db *DB) manualCompact(req compactReq) ([]*table, error) {
 	return v.tables[i:j], db.compactRun(v, i, j)
 }
 
+// dropRule says which records a compaction leaves out.
+type dropRule struct {
+	bottom  bool  // the merge reaches the oldest table
+	nowMs   int64 // Options.Now, in Unix milliseconds
+	graceMs int64 // Options.TombstoneGrace
+	horizon uint64
+}
+
+// dropRule reads the clock and the tombstone horizon for one compaction;
+// bottom says whether it reaches the oldest table.
+func (db *DB) dropRule(bottom bool) dropRule {
+	d := dropRule{bottom: bottom, horizon: math.MaxUint64}
+	if !bottom {
+		return d
+	}
+	d.nowMs = db.opts.Now().UnixMilli()
+	d.graceMs = db.opts.TombstoneGrace.Milliseconds()
+	if db.opts.TombstoneHorizon != nil {
+		d.horizon = db.opts.TombstoneHorizon()
+	}
+	return d
+}
+
+// drops reports whether r is left out. Tombstones and purge markers may go
+// only when the merge reaches the oldest table: no older table can then
+// hold a version they shadow. A tombstone must also be past its grace
+// period (its age is read from its HLC counter, milliseconds << 16) and
+// below the horizon; a purge marker needs neither, since no replica is to
+// learn of a purge.
+func (d *dropRule) drops(r *Record) bool {
+	switch {
+	case !d.bottom:
+		return false
+	case r.purged:
+		return true
+	}
+	return r.Tombstone && d.nowMs-int64(r.Version.Counter>>16) > d.graceMs && r.Version.Counter < d.horizon
+}
+
 // compactRun merges the tables [i, j) of version v into one table that
 // takes their place. It runs on the compaction goroutine, so no other
 // compaction changes the list meanwhile; flushes only add newer tables.
 func (db *DB) compactRun(v *version, i, j int) error {
 	inputs := v.tables[i:j]
-	// Tombstones may go only when the run reaches the oldest table: no
-	// older table can then hold a version the tombstone shadows.
-	dropTombstones := j == len(v.tables)
-	graceMs := db.opts.TombstoneGrace.Milliseconds()
-	nowMs := db.opts.Now().UnixMilli()
+	drop := db.dropRule(j == len(v.tables))
 	start := time.Now()
 	var read int64
 	for _, t := range inputs {
@@ -152,7 +189,7 @@ func (db *DB) compactRun(v *version, i, j int) error {
 				aborted = true
 				return false
 			}
-			if dropTombstones && r.Tombstone && nowMs-int64(r.Version.Counter>>16) > graceMs {
+			if drop.drops(&r) {
 				return true
 			}
 			w.add(&r)

@@ -40,37 +40,56 @@ func hlc(t time.Time, n uint64) Version {
 	return Version{Counter: uint64(t.UnixMilli())<<16 | n, Node: 1}
 }
 
+// TestCompactionTombstones: a compaction drops a tombstone only past its
+// grace period, only when the merge reaches the oldest table, and, with
+// Options.TombstoneHorizon, only below the horizon, which it reads once per
+// compaction that reaches the oldest table, not per record.
 func TestCompactionTombstones(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const grace = 240 * time.Hour
+	// Both tombstones have counters within [tomb, tomb+1].
+	tomb := hlc(t0, 4).Counter
 	tests := []struct {
-		name     string
-		now      time.Duration // since t0
-		run      [2]int        // tables to merge, -1: through the oldest
-		wantTomb bool          // the tombstone for "gone" survives
+		name      string
+		now       time.Duration // since t0
+		run       [2]int        // tables to merge, -1: through the oldest
+		horizon   uint64        // 0: no TombstoneHorizon
+		wantTomb  bool          // the tombstones survive
+		wantCalls int           // TombstoneHorizon calls
 	}{
-		{"within grace, full merge", grace - time.Minute, [2]int{0, -1}, true},
-		{"past grace, full merge", grace + time.Minute, [2]int{0, -1}, false},
-		{"past grace, oldest table not in the merge", grace + time.Minute, [2]int{0, 2}, true},
+		{"within grace, full merge", grace - time.Minute, [2]int{0, -1}, 0, true, 0},
+		{"past grace, full merge", grace + time.Minute, [2]int{0, -1}, 0, false, 0},
+		{"past grace, oldest table not in the merge", grace + time.Minute, [2]int{0, 2}, 0, true, 0},
+		{"past grace, below the horizon", grace + time.Minute, [2]int{0, -1}, tomb + 2, false, 1},
+		{"past grace, at the horizon", grace + time.Minute, [2]int{0, -1}, tomb, true, 1},
+		{"past grace, above the horizon", grace + time.Minute, [2]int{0, -1}, hlc(t0, 0).Counter, true, 1},
+		{"within grace, below the horizon", grace - time.Minute, [2]int{0, -1}, tomb + 2, true, 1},
+		{"below the horizon, oldest table not in the merge", grace + time.Minute, [2]int{0, 2}, tomb + 2, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var now atomic.Int64
 			now.Store(t0.UnixMilli())
+			var calls atomic.Int64
 			fs := NewMemFS()
 			opts := func(o *Options) {
 				o.Now = func() time.Time { return time.UnixMilli(now.Load()) }
 				o.TombstoneGrace = grace
+				if tt.horizon != 0 {
+					o.TombstoneHorizon = func() uint64 { calls.Add(1); return tt.horizon }
+				}
 			}
 			db := openMem(t, fs, opts)
 			defer db.Close()
-			// Oldest table: the value the tombstone shadows.
+			// Oldest table: the values the tombstones shadow.
 			mustApply(t, db, put("gone", "v", hlc(t0, 1)))
+			mustApply(t, db, put("gone2", "v", hlc(t0, 1)))
 			mustApply(t, db, put("stay", "v1", hlc(t0, 2)))
 			db.Flush()
 			mustApply(t, db, put("stay", "v2", hlc(t0, 3)))
 			db.Flush()
 			mustApply(t, db, del("gone", hlc(t0, 4)))
+			mustApply(t, db, del("gone2", hlc(t0, 5)))
 			db.Flush()
 			if st := db.Stats(); st.Tables != 3 {
 				t.Fatalf("%d tables", st.Tables)
@@ -79,15 +98,17 @@ func TestCompactionTombstones(t *testing.T) {
 			if err := db.compact(tt.run[0], tt.run[1]); err != nil {
 				t.Fatal(err)
 			}
-			got, err := db.Get([]byte("gone"))
-			if tt.wantTomb {
-				if err != nil || !got.Tombstone {
-					t.Fatalf("Get(gone) = %+v, %v; want the tombstone", got, err)
+			for _, k := range []string{"gone", "gone2"} {
+				got, err := db.Get([]byte(k))
+				if tt.wantTomb {
+					if err != nil || !got.Tombstone {
+						t.Fatalf("Get(%s) = %+v, %v; want the tombstone", k, got, err)
+					}
+				} else if !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Get(%s) = %+v, %v; want ErrNotFound", k, got, err)
 				}
-			} else if !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Get(gone) = %+v, %v; want ErrNotFound", got, err)
 			}
-			got, err = db.Get([]byte("stay"))
+			got, err := db.Get([]byte("stay"))
 			if err != nil || string(got.Value) != "v2" {
 				t.Fatalf("Get(stay) = %+v, %v", got, err)
 			}
@@ -97,6 +118,9 @@ func TestCompactionTombstones(t *testing.T) {
 			}
 			if tt.run[1] < 0 && st.Tables != 1 {
 				t.Fatalf("%d tables after a full compaction", st.Tables)
+			}
+			if n := calls.Load(); n != int64(tt.wantCalls) {
+				t.Fatalf("TombstoneHorizon called %d times, want %d", n, tt.wantCalls)
 			}
 		})
 	}

@@ -295,7 +295,7 @@ func TestTableUnknownFormatVersion(t *testing.T) {
 	binary.LittleEndian.PutUint32(f[44:], checksum(f[:44]))
 	fs.WriteFile(path, data)
 	_, err := Open(Options{Dir: "/db", FS: fs})
-	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "format version 2") {
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), fmt.Sprintf("format version %d,", tableFormatVersion+1)) {
 		t.Fatalf("Open = %v, want ErrUnsupported", err)
 	}
 }

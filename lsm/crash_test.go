@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,13 +23,27 @@ type attempt struct {
 	tombstone bool
 }
 
-// crashModel tracks, per key, the version that must be held (floor) and every
-// version ever sent, so that a recovered record can be checked: its version
-// is at least the floor and its content is what was written with it.
+// crashModel tracks, per key, what the running DB holds, the states a
+// recovery may show and every version ever sent. A state is the version
+// held; the zero Version stands for no record (never written, or purged).
+// A recovered key must show its last durable state or a later one, and a
+// recovered record must have the content written with its version. Versions
+// alone do not order the states: after a purge, an older version may be
+// applied again.
 type crashModel struct {
-	cur      map[string]Version // what the running DB holds
-	floor    map[string]Version // what must survive a crash
+	cur      map[string]Version   // what the running DB holds
+	states   map[string][]Version // the last durable state of each key, then every later one
+	purged   map[string]Version   // the last version purged, to be sent again
 	attempts map[string]map[Version]attempt
+}
+
+func newCrashModel() *crashModel {
+	return &crashModel{
+		cur:      map[string]Version{},
+		states:   map[string][]Version{},
+		purged:   map[string]Version{},
+		attempts: map[string]map[Version]attempt{},
+	}
 }
 
 func (m *crashModel) sent(rec Record) {
@@ -39,13 +54,47 @@ func (m *crashModel) sent(rec Record) {
 	m.attempts[k][rec.Version] = attempt{string(rec.Value), rec.Tombstone}
 }
 
+// allowed returns the states a recovery may show for k.
+func (m *crashModel) allowed(k string) []Version {
+	if m.states[k] == nil {
+		return []Version{{}}
+	}
+	return m.states[k]
+}
+
+// maybe records a state the DB may have reached: an operation that
+// returned an error may or may not survive.
+func (m *crashModel) maybe(k string, ver Version) {
+	m.states[k] = append(m.allowed(k), ver)
+}
+
+// step records that the DB holds ver for k now; if durable, no earlier
+// state may show after a crash.
+func (m *crashModel) step(k string, ver Version, durable bool) {
+	m.cur[k] = ver
+	if durable {
+		m.states[k] = []Version{ver}
+	} else {
+		m.maybe(k, ver)
+	}
+}
+
+// synced records that every state held now is durable: a Flush returned.
+func (m *crashModel) synced() {
+	for k, ver := range m.cur {
+		m.states[k] = []Version{ver}
+	}
+}
+
 // TestCrashRecovery runs seeded trials: random Applies (puts, overwrites,
-// tombstones, older versions arriving late) and Flushes on a DB with a tiny
-// memtable (so flushes and compactions happen), a power cut after a random
-// number of file-system operations (possibly during recovery itself), and a
-// reopen checked against a model: every Apply acknowledged under SyncAlways
-// is there with its version, nothing never written appears, versions never
-// go backwards.
+// tombstones, older versions arriving late, purged versions sent again),
+// Purges (of the version held or of another), Flushes and full and partial
+// compactions on a DB with a tiny memtable, a power cut after a
+// random number of file-system operations (possibly during recovery
+// itself), and a reopen checked against a model: every Apply and Purge
+// acknowledged under SyncAlways, and everything before a Flush that
+// returned, is there (a purged key absent); a key never shows a state older
+// than that; nothing never written appears.
 func TestCrashRecovery(t *testing.T) {
 	n := *crashSeeds
 	if testing.Short() {
@@ -62,10 +111,107 @@ func TestCrashRecovery(t *testing.T) {
 	t.Logf("%d trials, %d crash points, %v", n, crashes, time.Since(start))
 }
 
+// crashOp is one random operation of a crash trial on key k. It returns
+// false when the operation failed: the power is cut.
+type crashOp struct {
+	t       *testing.T
+	seed    uint64
+	rng     *rand.Rand
+	m       *crashModel
+	db      *DB
+	durable bool // SyncAlways
+	counter *uint64
+}
+
+func (o *crashOp) run(k string) bool {
+	cur := o.m.cur[k]
+	var rec Record
+	switch r := o.rng.IntN(12); {
+	case r < 6:
+		*o.counter++
+		rec = Record{Key: []byte(k), Value: []byte(fmt.Sprintf("v%d-%d", *o.counter, o.rng.IntN(1000))), Version: Version{*o.counter, uint32(o.rng.IntN(3))}}
+	case r < 8:
+		*o.counter++
+		rec = Record{Key: []byte(k), Version: Version{*o.counter, 1}, Tombstone: true}
+	case r < 9:
+		if cur.IsZero() {
+			return true
+		}
+		// An older version arriving late.
+		rec = Record{Key: []byte(k), Value: []byte("late"), Version: Version{cur.Counter - 1, 9}}
+	case r < 11:
+		return o.purge(k, cur)
+	default:
+		// A purged version sent again (a range that moved back): it applies.
+		pv := o.m.purged[k]
+		if !cur.IsZero() || pv.IsZero() {
+			return true
+		}
+		a := o.m.attempts[k][pv]
+		rec = Record{Key: []byte(k), Value: []byte(a.value), Version: pv, Tombstone: a.tombstone}
+		if a.value == "" {
+			rec.Value = nil
+		}
+	}
+	return o.apply(k, cur, rec)
+}
+
+func (o *crashOp) apply(k string, cur Version, rec Record) bool {
+	o.m.sent(rec)
+	want := cur.Less(rec.Version)
+	held, ok, err := o.db.Apply(rec)
+	if err != nil {
+		if want {
+			o.m.maybe(k, rec.Version)
+		}
+		return false
+	}
+	if ok != want {
+		o.t.Errorf("seed %d: Apply(%s@%v) applied=%v, holding %v", o.seed, k, rec.Version, ok, cur)
+		return false
+	}
+	if ok {
+		o.m.step(k, rec.Version, o.durable)
+	} else if held != cur {
+		o.t.Errorf("seed %d: Apply(%s@%v) held %v, want %v", o.seed, k, rec.Version, held, cur)
+		return false
+	}
+	return true
+}
+
+// purge purges the version held, or now and then another one (a newer
+// write that got in first, a key purged already).
+func (o *crashOp) purge(k string, cur Version) bool {
+	pv := cur
+	switch {
+	case cur.IsZero():
+		pv = o.m.purged[k]
+	case o.rng.IntN(4) == 0:
+		pv.Node++
+	}
+	want := !cur.IsZero() && pv == cur
+	ok, err := o.db.Purge([]byte(k), pv)
+	if err != nil {
+		if want {
+			o.m.maybe(k, Version{})
+		}
+		return false
+	}
+	if ok != want {
+		o.t.Errorf("seed %d: Purge(%s, %v) = %v, holding %v", o.seed, k, pv, ok, cur)
+		return false
+	}
+	if ok {
+		o.m.purged[k] = pv
+		o.m.step(k, Version{}, o.durable)
+	}
+	return true
+}
+
 func crashTrial(t *testing.T, seed uint64) int {
 	rng := rand.New(rand.NewPCG(seed, 0xc0ffee))
 	mem := NewMemFS()
-	m := &crashModel{cur: map[string]Version{}, floor: map[string]Version{}, attempts: map[string]map[Version]attempt{}}
+	m := newCrashModel()
 	keys := make([]string, 4+rng.IntN(20))
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%02d", i)
@@ -84,7 +230,7 @@ func crashTrial(t *testing.T, seed uint64) int {
 			return nil
 		})
 		// Mostly SyncAlways, whose acknowledged writes must survive; some
-		// cycles run unsynced, where only the other properties hold.
+		// cycles run unsynced, where only a Flush makes writes durable.
 		sync := SyncAlways
 		if rng.IntN(4) == 0 {
 			sync = SyncNone
@@ -92,6 +238,7 @@ func crashTrial(t *testing.T, seed uint64) int {
 		opts := Options{Dir: "/db", FS: efs, Sync: sync, MemtableBytes: memBytes, Now: func() time.Time { return time.UnixMilli(0) }}
 		db, err := Open(opts)
 		if err == nil {
+			op := &crashOp{t: t, seed: seed, rng: rng, m: m, db: db, durable: sync == SyncAlways, counter: &counter}
 			for i := 0; i < 40; i++ {
 				k := keys[rng.IntN(len(keys))]
 				switch rng.IntN(30) {
@@ -99,47 +246,25 @@ func crashTrial(t *testing.T, seed uint64) int {
 					if err := db.Flush(); err != nil {
 						goto crash
 					}
+					m.synced()
 					continue
 				case 2:
 					if err := db.Compact(); err != nil {
 						goto crash
 					}
 					continue
-				}
-				fl := m.cur[k]
-				var rec Record
-				switch r := rng.IntN(10); {
-				case r < 6:
-					counter++
-					rec = Record{Key: []byte(k), Value: []byte(fmt.Sprintf("v%d-%d", counter, rng.IntN(1000))), Version: Version{counter, uint32(rng.IntN(3))}}
-				case r < 8:
-					counter++
-					rec = Record{Key: []byte(k), Version: Version{counter, 1}, Tombstone: true}
-				default:
-					if fl.IsZero() {
-						continue
+				case 3:
+					// The newest tables only: markers and tombstones stay.
+					if err := db.compact(0, 2+rng.IntN(2)); err != nil {
+						goto crash
 					}
-					// An older version arriving late.
-					rec = Record{Key: []byte(k), Value: []byte("late"), Version: Version{fl.Counter - 1, 9}}
+					continue
 				}
-				m.sent(rec)
-				held, ok, err := db.Apply(rec)
-				if err != nil {
-					goto crash // ambiguous: it may or may not survive
-				}
-				want := fl.Less(rec.Version)
-				if ok != want {
-					t.Errorf("seed %d: Apply(%s@%v) applied=%v, floor %v", seed, k, rec.Version, ok, fl)
-					return crashes
-				}
-				if ok {
-					m.cur[k] = rec.Version
-					if sync == SyncAlways {
-						m.floor[k] = rec.Version
+				if !op.run(k) {
+					if t.Failed() {
+						return crashes
 					}
-				} else if held != fl {
-					t.Errorf("seed %d: Apply(%s@%v) held %v, want %v", seed, k, rec.Version, held, fl)
-					return crashes
+					goto crash
 				}
 			}
 		}
@@ -155,56 +280,14 @@ func crashTrial(t *testing.T, seed uint64) int {
 
 		// Reopen without faults and compare with the model. What is seen now
 		// is durable (recovery writes it to a synced table), so it becomes
-		// the floor: versions must never go backwards after this.
+		// the only state allowed until the next write.
 		opts.FS = mem
 		db2, err := Open(opts)
 		if err != nil {
 			t.Errorf("seed %d cycle %d: reopen: %v", seed, c, err)
 			return crashes
 		}
-		seen := map[string]bool{}
-		err = db2.Scan(nil, nil, func(r Record) bool {
-			seen[string(r.Key)] = true
-			return true
-		})
-		if err != nil {
-			t.Errorf("seed %d: scan: %v", seed, err)
-		}
-		for k := range seen {
-			if m.attempts[k] == nil {
-				t.Errorf("seed %d: phantom key %q", seed, k)
-			}
-		}
-		for _, k := range keys {
-			got, err := db2.Get([]byte(k))
-			fl := m.floor[k]
-			if errors.Is(err, ErrNotFound) {
-				if !fl.IsZero() {
-					t.Errorf("seed %d cycle %d: key %s lost, acknowledged at %v", seed, c, k, fl)
-				}
-				if seen[k] {
-					t.Errorf("seed %d: scan saw %s, Get did not", seed, k)
-				}
-				delete(m.cur, k)
-				continue
-			}
-			if err != nil {
-				t.Errorf("seed %d: Get %s: %v", seed, k, err)
-				continue
-			}
-			if got.Version.Less(fl) {
-				t.Errorf("seed %d cycle %d: key %s went back from %v to %v", seed, c, k, fl, got.Version)
-			}
-			a, ok := m.attempts[k][got.Version]
-			if !ok || a.value != string(got.Value) || a.tombstone != got.Tombstone {
-				t.Errorf("seed %d: key %s holds %q@%v (tomb %v), never written so", seed, k, got.Value, got.Version, got.Tombstone)
-			}
-			if !seen[k] {
-				t.Errorf("seed %d: Get found %s, scan did not", seed, k)
-			}
-			m.floor[k] = got.Version
-			m.cur[k] = got.Version
-		}
+		checkRecovered(t, seed, c, db2, keys, m)
 		if err := db2.Close(); err != nil {
 			t.Errorf("seed %d: close: %v", seed, err)
 		}
@@ -213,6 +296,51 @@ func crashTrial(t *testing.T, seed uint64) int {
 		}
 	}
 	return crashes
+}
+
+// checkRecovered compares a reopened DB with the model and makes what it
+// holds the model's durable state.
+func checkRecovered(t *testing.T, seed uint64, c int, db *DB, keys []string, m *crashModel) {
+	seen := map[string]bool{}
+	err := db.Scan(nil, nil, func(r Record) bool {
+		seen[string(r.Key)] = true
+		return true
+	})
+	if err != nil {
+		t.Errorf("seed %d: scan: %v", seed, err)
+	}
+	for k := range seen {
+		if m.attempts[k] == nil {
+			t.Errorf("seed %d: phantom key %q", seed, k)
+		}
+	}
+	for _, k := range keys {
+		got, err := db.Get([]byte(k))
+		var ver Version
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if seen[k] {
+				t.Errorf("seed %d: scan saw %s, Get did not", seed, k)
+			}
+		case err != nil:
+			t.Errorf("seed %d: Get %s: %v", seed, k, err)
+			continue
+		default:
+			ver = got.Version
+			a, ok := m.attempts[k][ver]
+			if !ok || a.value != string(got.Value) || a.tombstone != got.Tombstone {
+				t.Errorf("seed %d: key %s holds %q@%v (tomb %v), never written so", seed, k, got.Value, ver, got.Tombstone)
+			}
+			if !seen[k] {
+				t.Errorf("seed %d: Get found %s, scan did not", seed, k)
+			}
+		}
+		if allowed := m.allowed(k); !slices.Contains(allowed, ver) {
+			t.Errorf("seed %d cycle %d: key %s recovered at %v (0.0: absent), want one of %v", seed, c, k, ver, allowed)
+		}
+		m.cur[k] = ver
+		m.states[k] = []Version{ver}
+	}
 }
 
 // TestMemFSCrashWithLiveDB crashes the MemFS under a DB that keeps running

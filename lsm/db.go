@@ -106,9 +106,18 @@ const (
 type commitReq struct {
 	kind  reqKind
 	rec   Record
+	prev  Version // reqApply: the version held before, for OnApply
 	frame []byte
 	done  chan error
 	imm   *memtable // reqRotate: the memtable Flush waits for
+}
+
+// cur returns the version an Apply request leaves held: none for a purge.
+func (r *commitReq) cur() Version {
+	if r.rec.purged {
+		return Version{}
+	}
+	return r.rec.Version
 }
 
 // Open opens or creates the store in opts.Dir, replaying the WAL.
@@ -231,7 +240,7 @@ func (db *DB) recover() (err error) {
 			return fmt.Errorf("lsm: read WAL %s: %w", name, err)
 		}
 		end, tail, err := decodeWAL(name, data, func(_ int64, rec Record) error {
-			if old, ok := mem.get(rec.Key); !ok || old.Version.Less(rec.Version) {
+			if old, ok := mem.get(rec.Key); replaces(old, ok, rec) {
 				mem.put(cloneRecord(rec))
 			}
 			return nil
@@ -302,6 +311,19 @@ func (db *DB) recover() (err error) {
 		t.refs.Add(-1) // the version now holds the only reference
 	}
 	return nil
+}
+
+// replaces reports whether a WAL record replaces the record old (ok: there
+// is one) that the replay holds for its key. The WAL is in commit order,
+// which per key is the order of the checks of Apply and Purge, so replay
+// repeats them: a record applies over no record, a purge marker or an older
+// version; a purge marker applies over exactly the version it names, or
+// over no record (the record it purged is then in a table).
+func replaces(old Record, ok bool, rec Record) bool {
+	if rec.purged {
+		return !ok || !old.purged && old.Version == rec.Version
+	}
+	return !ok || old.purged || old.Version.Less(rec.Version)
 }
 
 func hasTmpSuffix(n string) bool { return len(n) > 4 && n[len(n)-4:] == ".tmp" }
@@ -428,52 +450,129 @@ func (db *DB) errReadOnly() error {
 // may or may not survive a restart) and makes every later Apply fail with
 // ErrReadOnly.
 func (db *DB) Apply(rec Record) (held Version, applied bool, err error) {
-	if len(rec.Key) == 0 {
-		return Version{}, false, errors.New("lsm: empty key")
-	}
-	if rec.Tombstone && len(rec.Value) > 0 {
-		return Version{}, false, errors.New("lsm: tombstone with a value")
-	}
-	if len(rec.Key)+len(rec.Value) > maxWALRecord/2 {
-		return Version{}, false, fmt.Errorf("lsm: record of %d bytes is too large", len(rec.Key)+len(rec.Value))
+	if err := checkRecord(&rec); err != nil {
+		return Version{}, false, err
 	}
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if db.closed {
-		return Version{}, false, ErrClosed
+	if err := db.writable(); err != nil {
+		return Version{}, false, err
 	}
-	if db.readOnlyErr() != nil {
-		return Version{}, false, db.errReadOnly()
-	}
-	kl := &db.keyLocks[bloomHash(rec.Key)%stripes]
+	kl := db.keyLock(rec.Key)
 	kl.Lock()
 	defer kl.Unlock()
-	cur, found, err := db.get(rec.Key, false)
+	prev, err := db.heldVersion(rec.Key)
 	if err != nil {
 		return Version{}, false, err
 	}
-	if found && !cur.Version.Less(rec.Version) {
+	// The zero version is older than every other: a record of version
+	// zero is never applied, and any other is when nothing is held.
+	if !prev.Less(rec.Version) {
 		db.stats.rejected.Add(1)
-		return cur.Version, false, nil
+		return prev, false, nil
 	}
-	if !found && rec.Version.IsZero() {
-		db.stats.rejected.Add(1)
-		return Version{}, false, nil
-	}
-	c := cloneRecord(rec)
-	req := &commitReq{kind: reqApply, rec: c, done: make(chan error, 1)}
-	req.frame = appendFrame(nil, appendRecord(nil, &c))
-	db.commitCh <- req
-	if err := <-req.done; err != nil {
-		return cur.Version, false, err
+	if err := db.commit(rec, prev); err != nil {
+		return prev, false, err
 	}
 	db.stats.applies.Add(1)
 	return rec.Version, true, nil
 }
 
+// checkRecord refuses what Apply never stores.
+func checkRecord(rec *Record) error {
+	if len(rec.Key) == 0 {
+		return errors.New("lsm: empty key")
+	}
+	if rec.Tombstone && len(rec.Value) > 0 {
+		return errors.New("lsm: tombstone with a value")
+	}
+	if len(rec.Key)+len(rec.Value) > maxWALRecord/2 {
+		return fmt.Errorf("lsm: record of %d bytes is too large", len(rec.Key)+len(rec.Value))
+	}
+	return nil
+}
+
+// writable returns why the DB takes no writes, or nil. The caller holds
+// closeMu shared.
+func (db *DB) writable() error {
+	if db.closed {
+		return ErrClosed
+	}
+	if db.readOnlyErr() != nil {
+		return db.errReadOnly()
+	}
+	return nil
+}
+
+// keyLock returns the stripe lock that serialises the check and the write
+// of Apply and Purge for key.
+func (db *DB) keyLock(key []byte) *sync.Mutex {
+	return &db.keyLocks[bloomHash(key)%stripes]
+}
+
+// heldVersion returns the version held for key: the zero Version if there
+// is no record or only a purge marker.
+func (db *DB) heldVersion(key []byte) (Version, error) {
+	cur, found, err := db.get(key, false)
+	if err != nil || !found || cur.purged {
+		return Version{}, err
+	}
+	return cur.Version, nil
+}
+
+// commit hands a copy of rec to the committer and waits until it is in the
+// WAL (synced under SyncAlways) and the memtable. prev is the version held
+// before, passed on to OnApply.
+func (db *DB) commit(rec Record, prev Version) error {
+	c := cloneRecord(rec)
+	req := &commitReq{kind: reqApply, rec: c, prev: prev, done: make(chan error, 1)}
+	req.frame = appendFrame(nil, appendRecord(nil, &c))
+	db.commitCh <- req
+	return <-req.done
+}
+
+// Purge drops the record held for key if its version is exactly v (a
+// tombstone included) and reports whether it did. Afterwards the key reads
+// as never written: Get returns ErrNotFound, Scan and ScanAt skip it, and an
+// Apply of any non-zero version applies. Unlike a tombstone, a purge never
+// makes a later write lose. If the version held is not v (a newer write got
+// in first, or nothing is held), Purge changes nothing and returns false.
+//
+// The check and the drop are atomic per key with Apply. The purge goes
+// through the WAL and group commit like an Apply: under SyncAlways it is
+// durable when Purge returns. It calls Options.OnApply(key, v, Version{}).
+// The store keeps a purge marker in place of the record, shadowing the
+// versions older tables may hold, until a compaction merges it into the
+// oldest table; that compaction drops it. I/O errors are as for Apply.
+func (db *DB) Purge(key []byte, v Version) (purged bool, err error) {
+	if err := checkRecord(&Record{Key: key}); err != nil {
+		return false, err
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if err := db.writable(); err != nil {
+		return false, err
+	}
+	kl := db.keyLock(key)
+	kl.Lock()
+	defer kl.Unlock()
+	held, err := db.heldVersion(key)
+	if err != nil {
+		return false, err
+	}
+	if held.IsZero() || held != v {
+		return false, nil
+	}
+	if err := db.commit(Record{Key: key, Version: v, purged: true}, held); err != nil {
+		return false, err
+	}
+	db.stats.purges.Add(1)
+	return true, nil
+}
+
 // Get returns the newest record for key, tombstones included (Tombstone is
-// then true), or an error wrapping ErrNotFound. The returned slices belong
-// to the caller.
+// then true), or an error wrapping ErrNotFound; a purged key is not found.
+// The returned slices belong to the caller.
 func (db *DB) Get(key []byte) (Record, error) {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
@@ -484,7 +583,7 @@ func (db *DB) Get(key []byte) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	if !found {
+	if !found || rec.purged {
 		return Record{}, ErrNotFound
 	}
 	return rec, nil
@@ -492,6 +591,7 @@ func (db *DB) Get(key []byte) (Record, error) {
 
 // get looks key up in the memtable, the immutable memtables (newest first)
 // and the tables (newest first). With clone, the record is a private copy.
+// The record found may be a purge marker.
 func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 	db.stats.gets.Add(1)
 	db.mu.RLock()
@@ -531,33 +631,64 @@ func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 
 // Scan calls fn for every record with start <= key < end (end nil means no
 // upper bound) in ascending key order, newest version only, tombstones
-// included, over a consistent snapshot taken when Scan is called; writes,
-// flushes and compactions that run meanwhile are not seen. It stops when fn
-// returns false. The records passed to fn belong to fn.
+// included, purged keys skipped, over a consistent snapshot taken when Scan
+// is called; writes, flushes and compactions that run meanwhile are not
+// seen. It stops when fn returns false. The records passed to fn belong to
+// fn.
 func (db *DB) Scan(start, end []byte, fn func(Record) bool) error {
-	db.closeMu.RLock()
-	if db.closed {
-		db.closeMu.RUnlock()
-		return ErrClosed
+	return db.ScanAt(start, end, nil, fn)
+}
+
+// ScanAt is Scan, but it also calls atSnapshot (unless nil) exactly once
+// while the snapshot is taken, under the lock that orders the snapshot
+// with the Options.OnApply calls: every OnApply call happens either before
+// atSnapshot, and its record is in the snapshot, or after it, and its record
+// is not. atSnapshot never runs concurrently with an OnApply call or with
+// the atSnapshot of another ScanAt. It is not called if ScanAt returns
+// ErrClosed. Like OnApply, it holds up writes and reads while it runs and
+// must not call into the DB.
+func (db *DB) ScanAt(start, end []byte, atSnapshot func(), fn func(Record) bool) error {
+	srcs, v, err := db.snapshot(start, end, atSnapshot)
+	if err != nil {
+		return err
 	}
-	db.mu.RLock()
+	defer v.unref()
+	for _, t := range v.tables {
+		srcs = append(srcs, t.iter(start, end))
+	}
+	err = mergeIter(srcs, func(r Record) bool { return r.purged || fn(cloneRecord(r)) })
+	if err != nil {
+		db.noteCorruption(err, v.tables)
+	}
+	return err
+}
+
+// snapshot copies the memtable's records in [start, end), lists the frozen
+// memtables newest first and references the current table list, all under
+// db.mu, and calls atSnapshot there. With atSnapshot, db.mu is held
+// exclusively, so that atSnapshot calls are ordered with each other as well
+// as with OnApply.
+func (db *DB) snapshot(start, end []byte, atSnapshot func()) ([]iterator, *version, error) {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return nil, nil, ErrClosed
+	}
+	if atSnapshot != nil {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		atSnapshot()
+	} else {
+		db.mu.RLock()
+		defer db.mu.RUnlock()
+	}
 	srcs := []iterator{sliceIter(db.mem.snapshot(start, end))}
 	for i := len(db.imms) - 1; i >= 0; i-- {
 		srcs = append(srcs, db.imms[i].iter(start, end))
 	}
 	v := db.cur
 	v.ref()
-	db.mu.RUnlock()
-	db.closeMu.RUnlock()
-	defer v.unref()
-	for _, t := range v.tables {
-		srcs = append(srcs, t.iter(start, end))
-	}
-	err := mergeIter(srcs, func(r Record) bool { return fn(cloneRecord(r)) })
-	if err != nil {
-		db.noteCorruption(err, v.tables)
-	}
-	return err
+	return srcs, v, nil
 }
 
 // Flush writes the memtable to a table now and returns once every record
@@ -726,9 +857,15 @@ func (db *DB) commitGroup(g []*commitReq) {
 		}
 		return
 	}
+	// OnApply runs under the same lock as the inserts, so that every
+	// snapshot sees a record exactly when it follows the record's call.
+	hook := db.opts.OnApply
 	db.mu.Lock()
 	for _, r := range g {
 		db.mem.put(r.rec)
+		if hook != nil {
+			hook(r.rec.Key, r.prev, r.cur())
+		}
 	}
 	full := db.mem.bytes >= db.opts.MemtableBytes
 	db.mu.Unlock()

@@ -199,7 +199,7 @@ func TestApplyGet(t *testing.T) {
 
 func recEqual(a, b Record) bool {
 	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) && a.Version == b.Version &&
-		a.Tombstone == b.Tombstone && a.Expiry == b.Expiry
+		a.Tombstone == b.Tombstone && a.Expiry == b.Expiry && a.purged == b.purged
 }
 
 func TestApplyInvalid(t *testing.T) {

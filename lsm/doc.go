@@ -15,6 +15,12 @@
 // background goroutine writes the frozen memtable to a table. Writes stall
 // only if two frozen memtables are already waiting.
 //
+// Purge takes the same path: under the per-key lock it checks that the
+// version held is the one to purge and commits a purge marker, a record
+// that shadows the key's older versions in older tables but reads as no
+// record at all (Get: ErrNotFound; Scan skips it; any Apply applies over
+// it). A tombstone, by contrast, is a version: only newer writes beat it.
+//
 // An I/O error on the write path (WAL write or sync, table write, manifest
 // update) fails the Apply that met it and leaves the DB read-only: every
 // later write fails with an error wrapping ErrReadOnly and the cause.
@@ -44,11 +50,24 @@
 //	payload: keyLen uvarint | key | flags u8 | version.Counter u64 |
 //	         version.Node u32 | expiry varint | value (rest)
 //
+//	flags:   bit 0 tombstone (no value)
+//	         bit 1 purge marker (no value; format version 2 on)
+//	         other bits: never set; a record with one is corrupt
+//
 // Integers are little-endian; checksums are CRC-32C (Castagnoli). The
 // frame header checksum makes a damaged length detectable before it is
 // trusted. A WAL whose format version this code does not know is refused
 // with ErrUnsupported; an empty or all-zero WAL (created, never written)
 // holds no records.
+//
+// Format versions (WAL and tables alike): 1, the first; 2 adds the purge
+// marker flag. This code writes 2 and reads both; a purge marker in a
+// version 1 file is corruption. Code that reads only version 1 treats an
+// unknown flag as corruption (and could quarantine a healthy table for
+// it), so files that may hold the new flag carry a version it refuses as
+// unsupported instead. Once this code has opened a directory, older code
+// can no longer open it.
+//
 // On Open the WAL files not yet in a table are replayed. When a frame fails
 // a check, the rest of the file is searched for a valid frame (right after
 // the damaged one when its checksummed header gives its length). If there
@@ -81,6 +100,7 @@
 //	| restart offset u32 * numRestarts | numRestarts u32                  |
 //	+---------------------------------------------------------------------+
 //	data entry value:  flags u8 | counter u64 | node u32 | expiry varint | value
+//	                   (flags as in the WAL)
 //	index entry:       key = last key of the block,
 //	                   value = block offset uvarint | block length uvarint
 //
@@ -95,9 +115,9 @@
 //	+--------------------+------------------------+-----------+
 //
 // Data blocks are cut at about 4 KiB. Opening a table checks the magic,
-// the footer checksum, the format version (an unknown one is refused with
-// ErrUnsupported), and the filter and index blocks; every data block is
-// checked when read. A failed check is a *CorruptionError naming the table
+// the footer checksum, the format version (1 or 2, as for the WAL; another
+// is refused with ErrUnsupported), and the filter and index blocks; every
+// data block is checked when read. A failed check is a *CorruptionError naming the table
 // and the block's offset; the engine never returns data that failed one.
 //
 // # Manifest
@@ -116,9 +136,15 @@
 // when it is older than Options.TombstoneGrace (its age is read from its
 // version counter, wall-clock milliseconds shifted left by 16) and only
 // when the merge includes the oldest table, so that no older table can
-// still hold a version it shadows. Size-tiered compaction was chosen over
-// leveled for its low write amplification on a write-heavy replica store;
-// point reads stay cheap thanks to the per-table bloom filters.
+// still hold a version it shadows. With Options.TombstoneHorizon, its
+// version counter must also be below the horizon, which each such
+// compaction reads once: the start of the node's last full anti-entropy
+// repair, so that no tombstone goes before a repair has spread it. A purge
+// marker is dropped under the oldest-table rule alone, with no grace period,
+// since no replica needs to learn of a purge. Size-tiered compaction was
+// chosen over leveled for its low write amplification on a write-heavy
+// replica store; point reads stay cheap thanks to the per-table bloom
+// filters.
 //
 // # Corruption, quarantine and scrubbing
 //
@@ -143,6 +169,23 @@
 // the compactor; flushes never wait for a compaction. Data blocks read by
 // Get and Scan go through a bounded LRU cache of parsed, checked blocks
 // (Options.BlockCacheBytes); compactions and Check bypass it.
+//
+// # Hooks for anti-entropy
+//
+// The node keeps hash trees of what it holds (per key range, the XOR of
+// hash(key, version) over its records) in step with the store, writes
+// included. Options.OnApply is called for every record applied, with the
+// version held before and the version held after, on the committer
+// goroutine while the record is inserted into the memtable: under the write
+// lock of db.mu, which every snapshot takes too. ScanAt calls its atSnapshot
+// under that lock (held exclusively) while it takes its snapshot. So every
+// OnApply call falls either before a snapshot, with its record in it, or
+// after, without: a tree rebuilt from a ScanAt and then fed the OnApply
+// deltas that follow its atSnapshot is exactly the tree of the store. A
+// purge is a delta too (from the purged version to none); so is a
+// tombstone. Records that compaction drops and records replayed from the
+// WAL by Open are not: the first were already gone from reads, and after
+// a restart the node rebuilds its trees from a scan.
 //
 // # Expiry
 //

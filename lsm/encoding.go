@@ -3,6 +3,7 @@ package lsm
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 )
 
@@ -10,17 +11,39 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
-const flagTombstone = 1
+// Record flags, the first byte of a record's encoding.
+const (
+	flagTombstone = 1 << 0
+	// flagPurged marks a purge marker. It is new in format version 2 of
+	// the WAL and of tables: the decoders of version 1 refuse unknown
+	// flags as corruption, so files that may hold it carry version 2,
+	// which those decoders refuse as unsupported instead.
+	flagPurged = 1 << 1
+)
+
+// formatFlags returns the record flags a WAL or table of format version v
+// may hold.
+func formatFlags(v uint32) byte {
+	if v < 2 {
+		return flagTombstone
+	}
+	return flagTombstone | flagPurged
+}
 
 var errShort = errors.New("short buffer")
 
 // appendValue encodes everything of rec except the key:
 //
 //	flags u8 | counter u64 | node u32 | expiry varint | value (rest)
+//
+// flags: bit 0 tombstone, bit 1 purge marker (format version 2 on).
 func appendValue(dst []byte, rec *Record) []byte {
 	var flags byte
 	if rec.Tombstone {
 		flags |= flagTombstone
+	}
+	if rec.purged {
+		flags |= flagPurged
 	}
 	dst = append(dst, flags)
 	dst = binary.LittleEndian.AppendUint64(dst, rec.Version.Counter)
@@ -29,16 +52,21 @@ func appendValue(dst []byte, rec *Record) []byte {
 	return append(dst, rec.Value...)
 }
 
-// decodeValue is the inverse of appendValue. The record's Value aliases b.
-func decodeValue(b []byte, rec *Record) error {
+// decodeValue is the inverse of appendValue; known holds the flags the
+// file's format version defines. The record's Value aliases b.
+func decodeValue(b []byte, rec *Record, known byte) error {
 	if len(b) < 13 {
 		return errShort
 	}
 	flags := b[0]
-	if flags&^flagTombstone != 0 {
-		return errors.New("unknown record flags")
+	if flags&^known != 0 {
+		return fmt.Errorf("unknown record flags %#x", flags)
+	}
+	if flags == flagTombstone|flagPurged {
+		return errors.New("record is both a tombstone and a purge marker")
 	}
 	rec.Tombstone = flags&flagTombstone != 0
+	rec.purged = flags&flagPurged != 0
 	rec.Version.Counter = binary.LittleEndian.Uint64(b[1:])
 	rec.Version.Node = binary.LittleEndian.Uint32(b[9:])
 	exp, n := binary.Varint(b[13:])
@@ -49,6 +77,9 @@ func decodeValue(b []byte, rec *Record) error {
 	rec.Value = b[13+n:]
 	if rec.Tombstone && len(rec.Value) != 0 {
 		return errors.New("tombstone with a value")
+	}
+	if rec.purged && len(rec.Value) != 0 {
+		return errors.New("purge marker with a value")
 	}
 	if len(rec.Value) == 0 {
 		rec.Value = nil
@@ -65,8 +96,9 @@ func appendRecord(dst []byte, rec *Record) []byte {
 	return appendValue(dst, rec)
 }
 
-// decodeRecord is the inverse of appendRecord. The record aliases b.
-func decodeRecord(b []byte) (Record, error) {
+// decodeRecord is the inverse of appendRecord; known holds the flags the
+// file's format version defines. The record aliases b.
+func decodeRecord(b []byte, known byte) (Record, error) {
 	var rec Record
 	kl, n := binary.Uvarint(b)
 	if n <= 0 {
@@ -79,7 +111,7 @@ func decodeRecord(b []byte) (Record, error) {
 	if len(rec.Key) == 0 {
 		return rec, errors.New("empty key")
 	}
-	err := decodeValue(b[n+int(kl):], &rec)
+	err := decodeValue(b[n+int(kl):], &rec, known)
 	return rec, err
 }
 

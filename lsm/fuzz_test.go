@@ -2,29 +2,28 @@ package lsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 )
 
 func walSeed() []byte {
-	b := walFileHeader()
-	for i, rec := range []Record{
+	return walImage(walFormatVersion,
 		put("a", "1", v(1)),
 		del("b", v(2)),
-		{Key: []byte("c"), Value: bytes.Repeat([]byte("x"), 300), Version: Version{1 << 40, 7}, Expiry: -5},
+		Record{Key: []byte("c"), Value: bytes.Repeat([]byte("x"), 300), Version: Version{1 << 40, 7}, Expiry: -5},
 		put("d", "", v(uint64(3))),
-	} {
-		_ = i
-		b = appendFrame(b, appendRecord(nil, &rec))
-	}
-	return b
+		purgeMarker("e", v(4)),
+	)
 }
 
 // FuzzDecodeWAL: decoding never panics; what it accepts re-encodes to the
-// same bytes; errors are CorruptionErrors.
+// same bytes; errors are CorruptionErrors (or ErrUnsupported); a version 1
+// WAL never yields a purge marker.
 func FuzzDecodeWAL(f *testing.F) {
 	seed := walSeed()
 	f.Add(seed)
+	f.Add(walImage(1, put("a", "1", v(1)), purgeMarker("e", v(4))))
 	f.Add(seed[:len(seed)-3])
 	f.Add(append(append([]byte(nil), seed...), 0, 0, 0, 0))
 	f.Add([]byte{})
@@ -38,6 +37,9 @@ func FuzzDecodeWAL(f *testing.F) {
 			re = append(re, data[:walFileHeaderLen]...)
 		}
 		end, _, err := decodeWAL("fuzz.log", data, func(_ int64, rec Record) error {
+			if rec.purged && binary.LittleEndian.Uint32(data[8:]) < 2 {
+				t.Fatalf("version 1 WAL yielded a purge marker")
+			}
 			re = appendFrame(re, appendRecord(nil, &rec))
 			return nil
 		})
@@ -82,7 +84,7 @@ func FuzzDecodeBlock(f *testing.F) {
 			prev = append(prev[:0], it.key...)
 			n++
 			var rec Record
-			_ = decodeValue(it.val, &rec)
+			_ = decodeValue(it.val, &rec, formatFlags(tableFormatVersion))
 		}
 		it2 := blk.iter()
 		if it2.seekGE(seek) && it2.err == nil && bytes.Compare(it2.key, seek) < 0 {
@@ -91,25 +93,31 @@ func FuzzDecodeBlock(f *testing.F) {
 	})
 }
 
-func tableSeed(n int) []byte {
-	fs := NewMemFS()
-	fs.MkdirAll("/t")
-	f, _ := fs.Create("/t/x.sst")
-	w := newTableWriter(f)
-	for i := 0; i < n; i++ {
-		rec := put(string([]byte{'k', byte(i / 256), byte(i)}), "value", v(uint64(i+1)))
-		w.add(&rec)
+// tableSeed returns a table of format version version with n records,
+// every seventh a purge marker and every fifth a tombstone.
+func tableSeed(version uint32, n int) []byte {
+	recs := make([]Record, n)
+	for i := range recs {
+		k := string([]byte{'k', byte(i / 256), byte(i)})
+		switch {
+		case i%7 == 6:
+			recs[i] = purgeMarker(k, v(uint64(i+1)))
+		case i%5 == 4:
+			recs[i] = del(k, v(uint64(i+1)))
+		default:
+			recs[i] = put(k, "value", v(uint64(i+1)))
+		}
 	}
-	w.finish()
-	b, _ := fs.ReadFile("/t/x.sst")
-	return b
+	return tableImage(version, recs...)
 }
 
 // FuzzOpenTable: opening and reading any bytes as a table never panics;
-// failures are ErrCorrupt or ErrUnsupported.
+// failures are ErrCorrupt or ErrUnsupported; a version 1 table never yields
+// a purge marker.
 func FuzzOpenTable(f *testing.F) {
-	f.Add(tableSeed(3), []byte("k\x00\x01"))
-	f.Add(tableSeed(200), []byte("k\x00\x10"))
+	f.Add(tableSeed(tableFormatVersion, 3), []byte("k\x00\x01"))
+	f.Add(tableSeed(tableFormatVersion, 200), []byte("k\x00\x10"))
+	f.Add(tableSeed(1, 200), []byte("k\x00\x06"))
 	f.Add(make([]byte, footerLen), []byte("a"))
 	f.Fuzz(func(t *testing.T, data, key []byte) {
 		fs := NewMemFS()
@@ -123,8 +131,12 @@ func FuzzOpenTable(f *testing.F) {
 			}
 			return
 		}
-		if _, _, err := tb.get(key, bloomHash(key)); err != nil && !errors.Is(err, ErrCorrupt) {
+		r, _, err := tb.get(key, bloomHash(key))
+		if err != nil && !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("get: %v", err)
+		}
+		if r.purged && tb.flags&flagPurged == 0 {
+			t.Fatalf("version 1 table yielded a purge marker")
 		}
 		it := tb.iter(nil, nil)
 		var prev []byte
@@ -133,6 +145,9 @@ func FuzzOpenTable(f *testing.F) {
 				t.Fatalf("table keys not ascending")
 			}
 			prev = append(prev[:0], it.rec().Key...)
+			if it.rec().purged && tb.flags&flagPurged == 0 {
+				t.Fatalf("version 1 table yielded a purge marker")
+			}
 		}
 		if it.err != nil && !errors.Is(it.err, ErrCorrupt) {
 			t.Fatalf("iter: %v", it.err)

@@ -78,6 +78,15 @@ type Options struct {
 	// drop it (and then only when no older table can hold the key).
 	// Default 10 days.
 	TombstoneGrace time.Duration
+	// TombstoneHorizon, if not nil, further limits the tombstones
+	// compaction drops to those whose Version.Counter is below the value it
+	// returns. The node returns the HLC counter of the start of the last
+	// anti-entropy repair that covered every range, so that no tombstone is
+	// dropped before a repair has propagated it. It is called on the
+	// compaction goroutine, once by each compaction that reaches the oldest
+	// table (not per record), and must not call into the DB. Nil: the
+	// grace period alone decides.
+	TombstoneHorizon func() uint64
 	// Now returns the current time; nil means time.Now. Tests inject a
 	// clock to age tombstones.
 	Now func() time.Time
@@ -92,6 +101,26 @@ type Options struct {
 	// Logger receives background events (flushes, compactions, errors);
 	// nil discards them.
 	Logger *slog.Logger
+	// OnApply, if not nil, is called once for every record an Apply or a
+	// Purge applies, with the version the DB held for key just before (the
+	// zero Version if none, or if the key had been purged) and the version
+	// it holds now (the record's version; the zero Version for a purge).
+	// Tombstones are versions like any other. It is not called for
+	// rejected Applies, for Purges that find another version, during WAL
+	// replay in Open, or when compaction drops records.
+	//
+	// It runs on the committer goroutine while the record is inserted into
+	// the memtable, under the lock that orders those inserts with the
+	// snapshots of Scan and ScanAt, in commit order, and before the
+	// corresponding Apply or Purge returns. So for every snapshot, each
+	// call happened either before it (and its record is in the snapshot)
+	// or after it (and it is not), and calls for one key chain: each
+	// call's prev is the previous call's cur.
+	//
+	// key is valid only during the call and must not be modified. The hook
+	// holds up every write and every read of the memtable while it runs:
+	// it must be fast, must not block and must not call into the DB.
+	OnApply func(key []byte, prev, cur Version)
 }
 
 // Validate fills in defaults and reports invalid values.

@@ -24,6 +24,9 @@ type Stats struct {
 	// version was not newer than the one held.
 	Applies  uint64
 	Rejected uint64
+	// Purges counts records dropped by Purge (not the Purge calls that
+	// found another version).
+	Purges uint64
 	// Gets counts point lookups (Get and the lookups of Apply).
 	Gets uint64
 	// CommitGroups counts WAL writes; each carries one or more records.
@@ -82,10 +85,11 @@ type Stats struct {
 const SyncHistBuckets = 16
 
 type dbStats struct {
-	applies, rejected, gets, commitGroups, walBytes atomic.Uint64
-	flushes, compactions, compRead, compWritten     atomic.Uint64
-	tableBytesWritten, manifestWrites, blockReads   atomic.Uint64
-	bloomUseful, bloomUseless                       atomic.Uint64
+	applies, rejected, purges, gets, commitGroups atomic.Uint64
+	walBytes                                      atomic.Uint64
+	flushes, compactions, compRead, compWritten   atomic.Uint64
+	tableBytesWritten, manifestWrites, blockReads atomic.Uint64
+	bloomUseful, bloomUseless                     atomic.Uint64
 
 	mu        sync.Mutex
 	syncs     uint64
@@ -138,6 +142,7 @@ func (db *DB) Stats() Stats {
 	s := &db.stats
 	st.Applies = s.applies.Load()
 	st.Rejected = s.rejected.Load()
+	st.Purges = s.purges.Load()
 	st.Gets = s.gets.Load()
 	st.CommitGroups = s.commitGroups.Load()
 	st.WALBytes = s.walBytes.Load()

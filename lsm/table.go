@@ -10,11 +10,14 @@ import (
 	"sync/atomic"
 )
 
+// Format version 2 added the purge marker flag; version 1 tables are still
+// read.
 const (
-	tableMagic         = 0x316c62746b76736b // "ksvktbl1" little-endian
-	tableFormatVersion = 1
-	footerLen          = 56
-	blockTrailerLen    = 4 // crc32c of the block contents
+	tableMagic            = 0x316c62746b76736b // "ksvktbl1" little-endian
+	tableFormatVersion    = 2
+	tableMinFormatVersion = 1
+	footerLen             = 56
+	blockTrailerLen       = 4 // crc32c of the block contents
 )
 
 // blockHandle locates a block (without its trailer) in a table.
@@ -55,8 +58,9 @@ func decodeFooter(name string, b []byte, size int64) (footer, error) {
 		return f, corruptf(name, off, "footer checksum mismatch")
 	}
 	f.version = le.Uint32(b[40:])
-	if f.version != tableFormatVersion {
-		return f, fmt.Errorf("%w: table %s has format version %d, this code reads %d", ErrUnsupported, name, f.version, tableFormatVersion)
+	if f.version < tableMinFormatVersion || f.version > tableFormatVersion {
+		return f, fmt.Errorf("%w: table %s has format version %d, this code reads %d to %d",
+			ErrUnsupported, name, f.version, tableMinFormatVersion, tableFormatVersion)
 	}
 	f.filter = blockHandle{le.Uint64(b[0:]), le.Uint64(b[8:])}
 	f.index = blockHandle{le.Uint64(b[16:]), le.Uint64(b[24:])}
@@ -173,6 +177,7 @@ type table struct {
 	filter   bloom
 	smallest []byte
 	largest  []byte
+	flags    byte // the record flags its format version defines
 	stats    *dbStats
 	cache    *blockCache
 
@@ -214,6 +219,7 @@ func loadTable(f File, name string, stats *dbStats) (*table, error) {
 		return nil, err
 	}
 	t.count = ft.count
+	t.flags = formatFlags(ft.version)
 	fl, err := t.readBlock(ft.filter)
 	if err != nil {
 		return nil, err
@@ -330,7 +336,7 @@ func (t *table) get(key []byte, hash uint64) (Record, bool, error) {
 		return Record{}, false, nil
 	}
 	rec := Record{Key: key}
-	if err := decodeValue(it.val, &rec); err != nil {
+	if err := decodeValue(it.val, &rec, t.flags); err != nil {
 		return Record{}, false, corruptf(t.name, int64(t.index[i].h.off), "record %q: %v", key, err)
 	}
 	return cloneRecord(rec), true, nil
@@ -419,7 +425,7 @@ func (it *tableIter) settle(ok bool) {
 		return
 	}
 	it.cur = Record{Key: it.blk.key}
-	if err := decodeValue(it.blk.val, &it.cur); err != nil {
+	if err := decodeValue(it.blk.val, &it.cur, it.t.flags); err != nil {
 		it.err = corruptf(it.t.name, int64(it.t.index[it.bi].h.off), "record %q: %v", it.blk.key, err)
 		it.ok = false
 		return

@@ -10,11 +10,13 @@ import (
 //
 //	magic u64 | formatVersion u32 | crc32c(previous 12 bytes) u32
 //
-// and goes on with one frame per record.
+// and goes on with one frame per record. Format version 2 added the purge
+// marker flag; version 1 files are still read.
 const (
-	walMagic         = 0x31306c61777376 // "vswal01" little-endian
-	walFormatVersion = 1
-	walFileHeaderLen = 16
+	walMagic            = 0x31306c61777376 // "vswal01" little-endian
+	walFormatVersion    = 2
+	walMinFormatVersion = 1
+	walFileHeaderLen    = 16
 )
 
 func walFileHeader() []byte {
@@ -115,9 +117,12 @@ func decodeWAL(file string, data []byte, fn func(off int64, rec Record) error) (
 		}
 		return 0, walTorn, nil
 	}
-	if v := le.Uint32(data[8:]); v != walFormatVersion {
-		return 0, walClean, fmt.Errorf("%w: WAL %s has format version %d, this code reads %d", ErrUnsupported, file, v, walFormatVersion)
+	version := le.Uint32(data[8:])
+	if version < walMinFormatVersion || version > walFormatVersion {
+		return 0, walClean, fmt.Errorf("%w: WAL %s has format version %d, this code reads %d to %d",
+			ErrUnsupported, file, version, walMinFormatVersion, walFormatVersion)
 	}
+	known := formatFlags(version)
 	off := walFileHeaderLen
 	for off < len(data) {
 		rest := data[off:]
@@ -154,7 +159,7 @@ func decodeWAL(file string, data []byte, fn func(off int64, rec Record) error) (
 			return int64(off), walTorn, nil
 		}
 		end := walHeaderLen + int(n)
-		rec, err := decodeRecord(rest[walHeaderLen:end])
+		rec, err := decodeRecord(rest[walHeaderLen:end], known)
 		if err != nil {
 			return int64(off), walClean, corruptf(file, int64(off), "WAL record: %v", err)
 		}
