@@ -441,7 +441,8 @@ func (db *DB) errReadOnly() error {
 }
 
 // Apply stores rec only if rec.Version is newer than the version held for
-// rec.Key; the check and the write are atomic per key. It returns the
+// rec.Key (any non-zero version is, when nothing is held or the key was
+// purged); the check and the write are atomic per key. It returns the
 // version held after the call and whether rec was applied. Under SyncAlways
 // the record is durable before Apply returns; concurrent calls share one WAL
 // write and one fsync (group commit). The DB copies rec's slices.

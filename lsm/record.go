@@ -50,15 +50,15 @@ type Record struct {
 	Value     []byte
 	Version   Version
 	Tombstone bool
-	// Expiry is a Unix time in milliseconds after which the record reads as
-	// absent; zero means never.
-	Expiry int64
-
 	// purged marks a purge marker, which the store keeps in place of a
 	// record dropped by Purge: it shadows the older versions of the key
 	// still in older tables, but reads as no record at all. Its Version is
-	// the one purged. Get and Scan never return one.
+	// the one purged. Get and Scan never return one. (Beside Tombstone, it
+	// takes no room: Record stays 80 bytes.)
 	purged bool
+	// Expiry is a Unix time in milliseconds after which the record reads as
+	// absent; zero means never.
+	Expiry int64
 }
 
 // Sentinel errors callers branch on. Errors returned by the package wrap
