@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,7 +105,8 @@ func Start(cfg Config) (*Bus, error) {
 	)
 	for range attempts {
 		srv, err = b.startServer()
-		if err == nil {
+		// Only a port taken in the meantime is worth another port.
+		if err == nil || !strings.Contains(err.Error(), "listen") {
 			break
 		}
 	}
