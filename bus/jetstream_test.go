@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,6 +34,9 @@ func TestJetStreamOffByDefault(t *testing.T) {
 	b := start(t, testConfig(t, "n1"))
 	if b.srv.JetStreamEnabled() {
 		t.Error("JetStream runs without JetStreamDir")
+	}
+	if _, err := b.KV("ring", 1); !errors.Is(err, ErrJetStreamDisabled) {
+		t.Errorf("KV: %v, want ErrJetStreamDisabled", err)
 	}
 }
 
