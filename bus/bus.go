@@ -64,6 +64,9 @@ type Bus struct {
 	clientU  string              // client URL for local external clients
 	js       jetstream.JetStream // nil when JetStream is off
 
+	sysMu sync.Mutex
+	sysNC *nats.Conn // system-account connection, opened on first use
+
 	handlers sync.WaitGroup // running subscription handlers
 
 	mu     sync.Mutex
@@ -586,6 +589,11 @@ func (b *Bus) close() error {
 		b.log.Debug("bus close: flush", slog.Any("err", err))
 	}
 	b.nc.Close()
+	b.sysMu.Lock()
+	if b.sysNC != nil {
+		b.sysNC.Close()
+	}
+	b.sysMu.Unlock()
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()
 	b.log.Info("nats stopped")

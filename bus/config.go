@@ -150,7 +150,12 @@ type Config struct {
 	// first start expects at least two servers (or as many as there are
 	// Seeds) and elects no leader with fewer, so every KV operation fails
 	// with [ErrUnavailable]. A second server that routes to it makes the
-	// pair usable within a few seconds.
+	// pair usable within about a second.
+	//
+	// A server whose JetStreamDir is empty votes for any candidate: start
+	// new (or wiped) servers one at a time, each once the previous one is
+	// in the meta group ([Bus.MetaGroup]), never two at once into a
+	// running cluster (see [Bus.RemovePeer]).
 	JetStreamDir string
 }
 

@@ -95,10 +95,6 @@ const (
 	jsCodeDuplicateInFlight    = 10158 // duplicate message id is in process
 )
 
-// jsCodeServerNotMember is the JetStream error "server is not a member of
-// the cluster" (of the meta group).
-const jsCodeServerNotMember = 10044
-
 var validBucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
 // KV is a JetStream key-value bucket on the embedded servers: a small

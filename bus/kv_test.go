@@ -446,6 +446,7 @@ func TestKVLoneServerThenJoin(t *testing.T) {
 		{"Get", func(ctx context.Context) error { _, _, err := kv1.Get(ctx, "ring"); return err }},
 		{"Keys", func(ctx context.Context) error { _, err := kv1.Keys(ctx, ""); return err }},
 		{"Status", func(ctx context.Context) error { _, err := kv1.Status(ctx); return err }},
+		{"RemovePeer", func(ctx context.Context) error { return n1.RemovePeer(ctx, "n9") }},
 	} {
 		const deadline = 500 * time.Millisecond
 		ctx, cancel := context.WithTimeout(context.Background(), deadline)
@@ -459,6 +460,9 @@ func TestKVLoneServerThenJoin(t *testing.T) {
 		if took < deadline || took > deadline+time.Second {
 			t.Errorf("lone server: %s failed after %v with a %v deadline", op.name, took, deadline)
 		}
+	}
+	if g, err := n1.MetaGroup(); err != nil || g.Leader != "" {
+		t.Errorf("lone server: meta group %+v, %v; want no leader", g, err)
 	}
 
 	cfg := testConfig(t, "n2")
@@ -476,13 +480,15 @@ func TestKVLoneServerThenJoin(t *testing.T) {
 	// delivers it.
 	w.waitRevision(t, rev)
 	t.Logf("the watch delivered it %v after the second server started", time.Since(t2).Round(time.Millisecond))
+	waitMeta(t, []*Bus{n1, n2}, "n1", "n2")
 
 	// A third server; the bucket grows to three replicas.
 	cfg = testConfig(t, "n3")
 	cfg.JetStreamDir = t.TempDir()
 	cfg.Seeds = []string{n1.ClusterAddr()}
 	n3 := start(t, cfg)
-	// SetReplicas waits (retrying) until n3 is in the meta group.
+	buses := []*Bus{n1, n2, n3}
+	waitMeta(t, buses, "n1", "n2", "n3")
 	ctx := tctx(t, 2*waitTimeout)
 	if n, err := kv1.Replicas(ctx); err != nil || n != 1 {
 		t.Fatalf("Replicas() = %d, %v; want 1", n, err)
