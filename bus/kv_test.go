@@ -208,6 +208,26 @@ func TestKVThreeServers(t *testing.T) {
 	if _, err := kvs[2].Update(ctx, "nothing", []byte("x"), 1); !errors.Is(err, ErrRevisionMismatch) {
 		t.Errorf("Update of a missing key: %v, want ErrRevisionMismatch", err)
 	}
+	// What write's retries rely on: a message sent again with the same ID
+	// and the same expected revision, after the first was stored, is
+	// acknowledged with the first one's revision, not refused as a
+	// revision mismatch (the JetStream duplicate check comes first).
+	msg := &nats.Msg{Subject: "$KV.test.dedup", Data: []byte("x")}
+	var acks []*jetstream.PubAck
+	for range 2 {
+		ack, err := buses[0].js.PublishMsg(ctx, msg, jetstream.WithMsgID("dedup-1"), jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil {
+			t.Fatalf("publish with a message ID: %v", err)
+		}
+		acks = append(acks, ack)
+	}
+	if acks[0].Duplicate || !acks[1].Duplicate || acks[1].Sequence != acks[0].Sequence {
+		t.Errorf("resent message: acks %+v, %+v; want the second a duplicate of the first", acks[0], acks[1])
+	}
+	if err := kvs[0].Delete(ctx, "dedup"); err != nil {
+		t.Fatal(err)
+	}
+
 	// Every node reads the last acknowledged write.
 	for _, kv := range kvs {
 		v, rev, err := kv.Get(ctx, "ring")
