@@ -10,11 +10,13 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Account and user names of the embedded server.
@@ -57,9 +59,13 @@ type Bus struct {
 	srv      *server.Server
 	nc       *nats.Conn
 	subjects Subjects
-	advert   string // advertised route address
-	clusterA string // actual route listen address
-	clientU  string // client URL for local external clients
+	advert   string              // advertised route address
+	clusterA string              // actual route listen address
+	clientU  string              // client URL for local external clients
+	js       jetstream.JetStream // nil when JetStream is off
+
+	sysMu sync.Mutex
+	sysNC *nats.Conn // system-account connection, opened on first use
 
 	handlers sync.WaitGroup // running subscription handlers
 
@@ -102,7 +108,8 @@ func Start(cfg Config) (*Bus, error) {
 	)
 	for range attempts {
 		srv, err = b.startServer()
-		if err == nil {
+		// Only a port taken in the meantime is worth another port.
+		if err == nil || !strings.Contains(err.Error(), "listen") {
 			break
 		}
 	}
@@ -145,13 +152,24 @@ func Start(cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("bus: connect to embedded server: %w", err)
 	}
 	b.nc = nc
+	if cfg.JetStreamDir != "" {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			nc.Close()
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil, fmt.Errorf("bus: JetStream context: %w", err)
+		}
+		b.js = js
+	}
 	b.log.Info("nats started",
 		slog.String("cluster", cfg.Cluster),
 		slog.String("client_url", b.clientU),
 		slog.String("cluster_addr", b.clusterA),
 		slog.String("advertise", b.advert),
 		slog.Any("seeds", cfg.Seeds),
-		slog.Bool("auth", cfg.Secret != ""))
+		slog.Bool("auth", cfg.Secret != ""),
+		slog.String("jetstream_dir", cfg.JetStreamDir))
 	return b, nil
 }
 
@@ -171,7 +189,10 @@ func (b *Bus) startServer() (*server.Server, error) {
 	if b.advert == "" {
 		b.advert = net.JoinHostPort(defaultAdvertiseHost(cfg.Host), strconv.Itoa(clusterPort))
 	}
-	opts := serverOptions(cfg, clusterPort, b.advert)
+	opts, err := serverOptions(cfg, clusterPort, b.advert)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: new nats server %s: %w", cfg.NodeID, err)
@@ -195,12 +216,44 @@ func (b *Bus) startServer() (*server.Server, error) {
 		}
 		return nil, fmt.Errorf("bus: start nats server %s: not listening after %v", cfg.NodeID, startTimeout)
 	}
+	if cfg.JetStreamDir != "" {
+		if err := checkJetStream(srv, b.logs.fatalErr()); err != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, err)
+		}
+	}
 	return srv, nil
 }
 
+// checkJetStream checks that JetStream runs on srv and is enabled for the
+// application account. fatal is the server's fatal error, if any.
+func checkJetStream(srv *server.Server, fatal error) error {
+	if !srv.JetStreamEnabled() {
+		if fatal != nil {
+			return fmt.Errorf("JetStream did not start: %w", fatal)
+		}
+		return errors.New("JetStream did not start")
+	}
+	acc, err := srv.LookupAccount(AppAccount)
+	if err != nil {
+		return fmt.Errorf("JetStream: look up account %s: %w", AppAccount, err)
+	}
+	if !acc.JetStreamEnabled() {
+		return fmt.Errorf("JetStream is not enabled for account %s", AppAccount)
+	}
+	return nil
+}
+
 // serverOptions builds the nats-server options for cfg.
-func serverOptions(cfg Config, clusterPort int, advertise string) *server.Options {
+func serverOptions(cfg Config, clusterPort int, advertise string) (*server.Options, error) {
 	app := server.NewAccount(AppAccount)
+	if cfg.JetStreamDir != "" {
+		var err error
+		if app, err = jetStreamAccount(); err != nil {
+			return nil, err
+		}
+	}
 	sys := server.NewAccount(SystemAccount)
 	opts := &server.Options{
 		ServerName: cfg.NodeID,
@@ -246,7 +299,46 @@ func serverOptions(cfg Config, clusterPort int, advertise string) *server.Option
 		}
 		opts.Routes = append(opts.Routes, u)
 	}
-	return opts
+	if cfg.JetStreamDir != "" {
+		opts.JetStream = true
+		opts.StoreDir = cfg.JetStreamDir
+		opts.SyncAlways = true
+		opts.JetStreamMaxMemory = JetStreamMaxMemory
+		opts.JetStreamMaxStore = JetStreamMaxStore
+		// Clustered JetStream needs at least one configured route; a node
+		// started alone routes to itself (the server drops that route) so
+		// that it runs clustered and can be joined later.
+		if len(opts.Routes) == 0 {
+			u := &url.URL{Scheme: "nats-route", Host: net.JoinHostPort(localHost(cfg.Host), strconv.Itoa(clusterPort))}
+			if cfg.Secret != "" {
+				u.User = url.UserPassword(routeUser, cfg.Secret)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	return opts, nil
+}
+
+// jetStreamAccount returns the application account with JetStream enabled
+// and no per-account limits (the server's limits apply). nats-server has
+// no exported way to mark an account for JetStream before it starts other
+// than its configuration language, and the mark must be there before
+// Start: the server enables JetStream for marked accounts and recovers
+// their streams before it starts the meta group, while enabling the
+// account after Start would race with the meta group placing the
+// account's streams on this server after a restart.
+func jetStreamAccount() (*server.Account, error) {
+	var o server.Options
+	conf := "accounts: { " + AppAccount + ": { jetstream: { max_memory: -1, max_file: -1, max_streams: -1, max_consumers: -1 } } }"
+	if err := o.ProcessConfigString(conf); err != nil {
+		return nil, fmt.Errorf("bus: JetStream account config: %w", err)
+	}
+	for _, a := range o.Accounts {
+		if a.Name == AppAccount {
+			return a, nil
+		}
+	}
+	return nil, fmt.Errorf("bus: JetStream account config: no account %s", AppAccount)
 }
 
 // freePort returns a TCP port that was free on host a moment ago.
@@ -497,6 +589,11 @@ func (b *Bus) close() error {
 		b.log.Debug("bus close: flush", slog.Any("err", err))
 	}
 	b.nc.Close()
+	b.sysMu.Lock()
+	if b.sysNC != nil {
+		b.sysNC.Close()
+	}
+	b.sysMu.Unlock()
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()
 	b.log.Info("nats stopped")

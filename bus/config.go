@@ -45,6 +45,21 @@ const (
 	closeTimeout = 5 * time.Second
 )
 
+// JetStream resource limits of the embedded server when
+// [Config.JetStreamDir] is set. The only data kvs keeps in JetStream is
+// cluster metadata (key-value buckets of a few kilobytes), so the limits are
+// far above the need and far below what nats-server would take by default
+// (75% of the machine's memory, 1 TB or the free disk): a runaway bucket
+// fails with "insufficient resources" instead of filling the node.
+const (
+	// JetStreamMaxMemory is the memory JetStream may use for
+	// memory-backed streams and consumers, in bytes (64 MiB).
+	JetStreamMaxMemory = 64 << 20
+	// JetStreamMaxStore is the disk JetStream may use under
+	// Config.JetStreamDir, in bytes (1 GiB).
+	JetStreamMaxStore = 1 << 30
+)
+
 // Config configures one node's embedded NATS server and its connection.
 // The zero value of every field but NodeID selects a default; Validate
 // fills them in.
@@ -117,6 +132,31 @@ type Config struct {
 	// many are busy, further messages wait in the subscription's pending
 	// buffer. Default 256.
 	HandlerConcurrency int
+
+	// JetStreamDir, when set, turns on JetStream in the embedded server
+	// with its storage in this directory (created if missing; it must
+	// survive restarts, and belongs to this node alone). [Bus.KV] needs
+	// it. Default empty: JetStream off.
+	//
+	// JetStream runs clustered: every server with JetStream joins one
+	// meta group (nats-server's Raft) that places buckets on servers.
+	// Writes are synced to disk before they are acknowledged (SyncAlways),
+	// and memory and disk are capped at [JetStreamMaxMemory] and
+	// [JetStreamMaxStore].
+	//
+	// A node with no Seeds gets a route to itself, which the server
+	// drops, so that it runs clustered and other nodes can join it later.
+	// Until one does, its buckets are unavailable: the meta group of a
+	// first start expects at least two servers (or as many as there are
+	// Seeds) and elects no leader with fewer, so every KV operation fails
+	// with [ErrUnavailable]. A second server that routes to it makes the
+	// pair usable within about a second.
+	//
+	// A server whose JetStreamDir is empty votes for any candidate: start
+	// new (or wiped) servers one at a time, each once the previous one is
+	// in the meta group ([Bus.MetaGroup]), never two at once into a
+	// running cluster (see [Bus.RemovePeer]).
+	JetStreamDir string
 }
 
 // Validate checks c and fills in defaults for the fields left at their zero

@@ -52,6 +52,30 @@ var quietWarnings = []string{
 	"Plaintext passwords detected",
 }
 
+// jetStreamRoutine are substrings of nats-server warnings that JetStream
+// logs in its normal course: meta-layer snapshots (compaction, shutdown), a
+// replica catching up, a stream's replicas being moved (replicas changed,
+// a peer removed). They are logged at debug.
+var jetStreamRoutine = []string{
+	"Metalayer blocking snapshot",
+	"resetting first sequence",
+	"detected stream remapping",
+}
+
+// startupWarnings are nats-server warnings expected while a server starts
+// and finds its peers. Within startupWindow of the server's start they are
+// logged at debug; later they mean trouble (no routes, no JetStream meta
+// leader: a health check repeats the latter every hour) and stay warnings.
+var startupWarnings = []string{
+	"Waiting for routing to be established",
+	"JetStream has not established contact with a meta leader",
+	"JetStream is not current with the meta leader",
+}
+
+// startupWindow is how long after the server starts startupWarnings are
+// expected.
+const startupWindow = time.Minute
+
 // warnNotices are substrings of nats-server notices that are worth a
 // warning: the server logs them as notices, but they mean lost messages or
 // a peer that cannot keep up.
@@ -64,8 +88,9 @@ var warnNotices = []string{
 // churn never reaches error; a warning or error that repeats is logged at
 // its level once per repeatWindow and at debug otherwise.
 type slogAdapter struct {
-	log *slog.Logger
-	now func() time.Time // clock, for tests
+	log     *slog.Logger
+	now     func() time.Time // clock, for tests
+	started time.Time        // when the adapter (and its server) started
 
 	mu    sync.Mutex
 	last  map[string]time.Time // repeat key -> last time logged at its level
@@ -75,7 +100,7 @@ type slogAdapter struct {
 var _ server.Logger = (*slogAdapter)(nil)
 
 func newSlogAdapter(l *slog.Logger) *slogAdapter {
-	return &slogAdapter{log: l, now: time.Now, last: make(map[string]time.Time)}
+	return &slogAdapter{log: l, now: time.Now, started: time.Now(), last: make(map[string]time.Time)}
 }
 
 // Noticef logs server notices at debug, except the few that mean trouble.
@@ -88,10 +113,12 @@ func (a *slogAdapter) Noticef(format string, v ...any) {
 	a.emit(slog.LevelDebug, msg)
 }
 
-// Warnf logs server warnings at warn, connection churn at debug.
+// Warnf logs server warnings at warn; connection churn, JetStream's
+// routine and the warnings of a normal start at debug.
 func (a *slogAdapter) Warnf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	if containsAny(msg, churnMarkers) || containsAny(msg, quietWarnings) {
+	if containsAny(msg, churnMarkers) || containsAny(msg, quietWarnings) || containsAny(msg, jetStreamRoutine) ||
+		containsAny(msg, startupWarnings) && a.now().Sub(a.started) < startupWindow {
 		a.emit(slog.LevelDebug, msg)
 		return
 	}

@@ -75,6 +75,10 @@ func TestSlogAdapterLevels(t *testing.T) {
 	one("debug", func() { a.Debugf("x %d", 1) }, slog.LevelDebug)
 	one("trace", func() { a.Tracef("<<- [PING]") }, LevelTrace)
 	one("plaintext passwords", func() { a.Warnf("Plaintext passwords detected, use nkeys or bcrypt") }, slog.LevelDebug)
+	one("meta snapshot", func() { a.Warnf("Metalayer blocking snapshot took %.3fs (streams: %d)", 0.005, 1) }, slog.LevelDebug)
+	one("stream remapping", func() {
+		a.Warnf("JetStream cluster detected stream remapping for '%s > %s' from %q to %q", "KVS", "KV_ring", "S-R1F-a", "S-R3F-b")
+	}, slog.LevelDebug)
 	one("client auth", func() { a.Errorf("%s - cid:%d - authentication error", "127.0.0.1:5000", 7) }, slog.LevelWarn)
 	one("route refused", func() { a.Errorf("%s - rid:%d - Route Error 'Authorization Violation'", "127.0.0.1:5000", 7) }, slog.LevelError)
 
@@ -84,6 +88,13 @@ func TestSlogAdapterLevels(t *testing.T) {
 	one("other error", func() { a.Errorf("Unknown account %q", "X") }, slog.LevelError)
 	now = now.Add(repeatWindow)
 	one("after window", func() { a.Errorf("%s - rid:%d - Route Error 'Authorization Violation'", "127.0.0.1:5000", 9) }, slog.LevelError)
+
+	// Startup warnings: debug while the server starts, warn later.
+	a.started = now
+	one("no meta leader at start", func() { a.Warnf("%v", "JetStream has not established contact with a meta leader") }, slog.LevelDebug)
+	one("no routes at start", func() { a.Warnf("Waiting for routing to be established...") }, slog.LevelDebug)
+	now = now.Add(startupWindow)
+	one("no meta leader later", func() { a.Warnf("%v", "JetStream has not established contact with a meta leader") }, slog.LevelWarn)
 
 	if a.fatalErr() != nil {
 		t.Fatal("fatal error before Fatalf")
