@@ -20,6 +20,8 @@ type ClusterJSON struct {
 	R int `json:"r"`
 	// Ready is whether the answering node may coordinate requests.
 	Ready bool `json:"ready"`
+	// Epoch is the topology epoch the answering node acts on.
+	Epoch uint64 `json:"epoch"`
 	// Members lists the ring members, the answering node included.
 	Members []MemberJSON `json:"members"`
 }
@@ -30,10 +32,14 @@ type MemberJSON struct {
 	ID string `json:"id"`
 	// HTTPAddr is the address its gateway serves on, as it advertises it.
 	HTTPAddr string `json:"http_addr,omitempty"`
+	// State is its state in the ring: joining, normal or leaving.
+	State string `json:"state"`
 	// Alive is whether gossip has heard from it recently.
 	Alive bool `json:"alive"`
 	// LastSeen is when it was last heard from; absent if never.
 	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// Epoch is the topology epoch it last reported.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// Ownership is the fraction of the hash ring, 0 to 1, for which the
 	// member is the first replica.
 	Ownership float64 `json:"ownership"`
@@ -48,12 +54,15 @@ func clusterJSON(s node.ClusterStatus) ClusterJSON {
 		Self: s.Self, Cluster: s.Cluster,
 		N: s.N, W: s.W, R: s.R,
 		Ready:   s.Ready,
+		Epoch:   s.Epoch,
 		Members: make([]MemberJSON, 0, len(s.Members)),
 	}
 	for _, m := range s.Members {
 		mj := MemberJSON{
 			ID:           m.ID,
 			HTTPAddr:     m.HTTPAddr,
+			State:        m.State,
+			Epoch:        m.Epoch,
 			Alive:        m.Alive,
 			Ownership:    m.Ownership,
 			HintsPending: m.HintsPending,

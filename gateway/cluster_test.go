@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node"
+	"github.com/kvs-db/kvs/node/topology"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -29,6 +30,7 @@ type testCluster struct {
 func startTestCluster(t *testing.T) *testCluster {
 	t.Helper()
 	tc := &testCluster{net: node.NewMemNetwork()}
+	topo := topology.NewMemStore()
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("node%d", i)
 		db, err := lsm.Open(lsm.Options{Dir: "/db", FS: lsm.NewMemFS()})
@@ -49,6 +51,7 @@ func startTestCluster(t *testing.T) *testCluster {
 			DataDir:        t.TempDir(),
 			Store:          db,
 			Transport:      tc.net.Transport(id),
+			Topology:       topo,
 			Logger:         slog.New(slog.DiscardHandler),
 			Registerer:     reg,
 		})

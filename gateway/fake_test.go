@@ -21,12 +21,17 @@ type fakeNode struct {
 	notReady error
 	lastW    int
 	lastR    int
+	// topology commands
+	epoch      uint64
+	node2State string
+	adminErr   error
+	adminOps   []string
 }
 
 var _ Node = (*fakeNode)(nil)
 
 func newFakeNode() *fakeNode {
-	return &fakeNode{n: 3, data: map[string]lsm.Record{}}
+	return &fakeNode{n: 3, data: map[string]lsm.Record{}, epoch: 1, node2State: "normal"}
 }
 
 func (f *fakeNode) checkQuorum(q int) error {
@@ -119,3 +124,40 @@ func (f *fakeNode) Status() node.ClusterStatus {
 		},
 	}
 }
+
+func (f *fakeNode) Ring(context.Context) (node.RingStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.notReady != nil {
+		return node.RingStatus{}, f.notReady
+	}
+	rs := node.RingStatus{Self: "node1", ClusterID: "c0ffee", Epoch: f.epoch, Revision: f.epoch, N: 3, VNodes: 100,
+		Members: []node.RingMember{
+			{ID: "node1", State: "normal", HTTP: "127.0.0.1:8081", Since: 1, Alive: true, Epoch: f.epoch, Ownership: 0.5, Replicated: 1},
+			{ID: "node2", State: f.node2State, HTTP: "127.0.0.1:8082", Since: f.epoch, Alive: true, Epoch: f.epoch, Ownership: 0.5, Replicated: 1},
+		}}
+	if f.node2State == "leaving" {
+		rs.Change = &node.RingChange{Kind: "leave", Node: "node2", Epoch: f.epoch, Gainers: []string{"node1"}}
+	}
+	return rs, nil
+}
+
+// adminOp records a topology command and fails with adminErr when set.
+func (f *fakeNode) adminOp(op string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.adminErr != nil {
+		return f.adminErr
+	}
+	f.adminOps = append(f.adminOps, op)
+	f.epoch++
+	return nil
+}
+
+func (f *fakeNode) Decommission(context.Context) error { return f.adminOp("decommission") }
+
+func (f *fakeNode) RemoveNode(_ context.Context, id string, force bool) error {
+	return f.adminOp(fmt.Sprintf("removenode %s %v", id, force))
+}
+
+func (f *fakeNode) AbortChange(context.Context) error { return f.adminOp("abort") }

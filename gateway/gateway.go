@@ -10,6 +10,10 @@
 //	GET    /healthz             200 while the process serves HTTP
 //	GET    /readyz              200 when the node is ready, else 503 and why
 //	GET    /cluster             JSON: members, liveness, ring ownership
+//	GET    /ring                JSON: the topology: members with state and epoch, the pending change, streaming progress
+//	POST   /admin/decommission  decommission this node (cluster secret)
+//	POST   /admin/removenode?id=X[&force=true]  remove a dead member (cluster secret)
+//	POST   /admin/abort         abandon the pending topology change (cluster secret)
 //	GET    /metrics             Prometheus metrics of the injected gatherer
 //
 // Keys are any bytes, percent-encoded in the path: the gateway decodes the
@@ -65,6 +69,15 @@ type Node interface {
 	Ready() error
 	// Status is a snapshot of the node's view of the cluster.
 	Status() node.ClusterStatus
+	// Ring is the topology as the node knows it.
+	Ring(ctx context.Context) (node.RingStatus, error)
+	// Decommission begins the node's own decommission.
+	Decommission(ctx context.Context) error
+	// RemoveNode begins the removal of a dead member (or a live one with
+	// force).
+	RemoveNode(ctx context.Context, id string, force bool) error
+	// AbortChange abandons the pending topology change.
+	AbortChange(ctx context.Context) error
 }
 
 // Config configures a gateway handler.
@@ -144,6 +157,8 @@ const (
 	routeHealthz    = "healthz"
 	routeReadyz     = "readyz"
 	routeCluster    = "cluster"
+	routeRing       = "ring"
+	routeAdmin      = "admin"
 	routeMetrics    = "metrics"
 	routeOther      = "other"
 )
@@ -166,6 +181,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route, h = routeReadyz, g.serveReadyz
 	case path == "/cluster":
 		route, h = routeCluster, g.serveCluster
+	case path == "/ring":
+		route, h = routeRing, g.serveRing
+	case strings.HasPrefix(path, "/admin/"):
+		route, h = routeAdmin, g.serveAdmin
 	case path == "/metrics":
 		route, h = routeMetrics, g.serveMetrics
 	default:

@@ -3,322 +3,216 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
-	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
-
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/aae"
+	"github.com/kvs-db/kvs/node/topology"
 )
 
-// Anti-entropy: replicas that share keys periodically compare digests of
-// them and the one holding newer records pushes them, so that replicas
-// converge even for keys nobody reads and whose hints were lost.
+// Anti-entropy: replicas of a range compare hash trees (package aae) and
+// exchange only the keys that differ, so they converge even for keys nobody
+// reads and whose hints were lost.
 //
-// Every AntiEntropyInterval a node picks the next live peer (round robin) and:
+// The trees are kept by the store's OnApply hook (StoreHooks), under the
+// same lock that orders the store's snapshots, and rebuilt from a snapshot
+// when the node starts and whenever the epoch moves the ranges: the trees
+// switch to the new set at the snapshot, so the set is the snapshot's
+// entries plus every change after it, exact.
 //
-//  1. digests the keys both replicate (the key's preference list holds both)
-//     into aeBuckets buckets by xxhash64(key): each bucket is the XOR of a
-//     hash of every (key, version, tombstone) in it, and sends them ("digest");
-//  2. the peer digests its own shared keys the same way and answers with the
-//     buckets that differ;
-//  3. the node asks for the peer's keys and versions in those buckets
-//     ("sync", paged by key), and pushes, as ordinary "put" requests, every
-//     record of those buckets that the peer lacks or holds older.
+// Every AntiEntropyInterval a node runs a round with the next live member
+// it shares ranges with (round robin), and `kvs repair` runs one with each
+// at once:
 //
-// Only the node holding the newer record pushes; the peer's own rounds push
-// the other way. A push is applied only if newer, so a round can never undo
-// a write. Each round scans the node's store (and the peer's, once per
-// request); this is simple and correct, not cheap for very large stores: an
-// incrementally kept hash tree (Riak's TicTac AAE) is the next step.
+//  1. roots: it sends the roots of the ranges both replicate; the peer
+//     answers with the ranges whose roots differ. With no difference the
+//     round ends here: 16 bytes per shared range, whatever the data.
+//  2. leaves: for the differing ranges it fetches the peer's leaves and
+//     finds the differing segments.
+//  3. keys: it lists the peer's keys and versions in those segments, page by
+//     page in key order, scans its own store over the same key window, and
+//     pushes what it holds newer (put) and pulls what the peer holds newer
+//     (get), each applied only if newer.
+//
+// A round that ends with nothing left to repair marks the peer synced as of
+// the round's start: tombstones older than the last sync with every peer
+// may be dropped by compaction (TombstoneHorizon), never earlier.
 
-// aeBuckets is the number of digest buckets.
-const aeBuckets = 256
+// Anti-entropy operations.
+const (
+	// OpRoots compares range roots (roots request, roots reply).
+	OpRoots = "roots"
+	// OpLeaves fetches ranges' leaves (leaves request, leaves reply).
+	OpLeaves = "leaves"
+	// OpKeys lists the keys and versions of some segments (keys request,
+	// keys reply).
+	OpKeys = "keys"
+)
 
-// aeSyncPageBytes bounds one page of a sync reply, well within a NATS
-// message (Node.aePageBytes; tests make it small).
-const aeSyncPageBytes = 256 << 10
+// aeLeavesPerRequest bounds the trees of one leaves reply (8 KiB each).
+const aeLeavesPerRequest = 64
 
-// shares reports whether key's preference list (in ring r, of n replicas)
-// holds both a and b.
-func shares(prefs []string, a, b string) bool {
-	return slices.Contains(prefs, a) && slices.Contains(prefs, b)
+// aeKeysPageBytes bounds a keys reply page (Node.aePageBytes; tests make
+// it small).
+const aeKeysPageBytes = 256 << 10
+
+// aeParallel is how many pushes or pulls of a round run at once.
+const aeParallel = 16
+
+// treeSet is the hash trees of one epoch's ranges.
+type treeSet struct {
+	epoch uint64
+	place *topology.Placement
+	trees *aae.Trees
+	ready atomic.Bool // the rebuild scan has finished
 }
 
-func aeBucket(key []byte) int { return int(xxhash.Sum64(key) % aeBuckets) }
+// StoreHooks connects a store opened before its node to the node: pass
+// OnApply and TombstoneHorizon as the store's hooks (lsm.Options) and the
+// StoreHooks as Config.Hooks. Until the node exists, OnApply does nothing
+// and TombstoneHorizon keeps every tombstone.
+type StoreHooks struct {
+	n atomic.Pointer[Node]
+}
 
-func aeEntryHash(key []byte, v lsm.Version, tomb bool) uint64 {
-	d := xxhash.New()
-	_, _ = d.Write(key)
-	var b [13]byte
-	binary.LittleEndian.PutUint64(b[:8], v.Counter)
-	binary.LittleEndian.PutUint32(b[8:12], v.Node)
-	if tomb {
-		b[12] = 1
+// OnApply is the store's lsm.Options.OnApply: it keeps the hash trees.
+func (h *StoreHooks) OnApply(key []byte, prev, cur lsm.Version) {
+	if n := h.n.Load(); n != nil {
+		n.onApply(key, prev, cur)
 	}
-	_, _ = d.Write(b[:])
-	return d.Sum64()
 }
 
-// digests computes this node's bucket digests of the keys it shares with
-// peer.
-func (n *Node) digests(peer string) ([aeBuckets]uint64, error) {
-	var out [aeBuckets]uint64
-	r := n.mem.ring()
-	nEff := min(n.cfg.N, r.Len())
-	var prefs []string
-	err := n.store.Scan(nil, nil, func(rec lsm.Record) bool {
-		prefs = r.AppendPreferenceList(prefs[:0], rec.Key, nEff)
-		if shares(prefs, n.self, peer) {
-			out[aeBucket(rec.Key)] ^= aeEntryHash(rec.Key, rec.Version, rec.Tombstone)
+// TombstoneHorizon is the store's lsm.Options.TombstoneHorizon: the HLC
+// counter below which every peer has been synced since a tombstone was
+// written.
+func (h *StoreHooks) TombstoneHorizon() uint64 {
+	if n := h.n.Load(); n != nil {
+		return n.tombstoneHorizon()
+	}
+	return 0
+}
+
+// onApply updates the trees with one applied record.
+func (n *Node) onApply(key []byte, prev, cur lsm.Version) {
+	ts := n.trees.Load()
+	if ts == nil {
+		return
+	}
+	h := ts.place.Current.Hash(key)
+	ts.trees.Update(ts.place.Current.Token(h), aae.Segment(h), aae.Delta(key, prev, cur))
+}
+
+// reconcileTrees rebuilds the trees when the epoch has moved the ranges.
+func (n *Node) reconcileTrees(ctx context.Context, v *view) {
+	if n.cfg.Hooks == nil {
+		return
+	}
+	if ts := n.trees.Load(); ts != nil && ts.epoch == v.topo.Epoch {
+		return
+	}
+	if !n.rebuilding.CompareAndSwap(false, true) {
+		return
+	}
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		defer n.rebuilding.Store(false)
+		start := time.Now()
+		ts, err := n.rebuildTrees(ctx, v)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("rebuild hash trees", "epoch", v.topo.Epoch, "err", err)
+			}
+			return
 		}
-		return true
+		n.log.Debug("hash trees rebuilt", "epoch", ts.epoch, "took", time.Since(start).Round(time.Millisecond))
+		n.wakeTopology()
+	}()
+}
+
+// rebuildTrees builds the trees of v's ranges from a snapshot of the store;
+// the node's trees switch to them at the snapshot, so that every later
+// write lands in them too.
+func (n *Node) rebuildTrees(ctx context.Context, v *view) (*treeSet, error) {
+	ts := &treeSet{epoch: v.topo.Epoch, place: v.place, trees: aae.New(n.ownTokens(v))}
+	err := n.store.ScanAt(nil, nil, func() { n.trees.Store(ts) }, func(r lsm.Record) bool {
+		h := v.place.Current.Hash(r.Key)
+		ts.trees.Update(v.place.Current.Token(h), aae.Segment(h), aae.EntryHash(r.Key, r.Version))
+		return ctx.Err() == nil
 	})
-	return out, err
-}
-
-// Wire messages of anti-entropy (see wire.go for the conventions):
-//
-//	digest req   = 0x04 from:bytes digest:8 bytes little-endian × 256
-//	digest reply = 0x84 n:uvarint bucket:uvarint × n (increasing, < 256)
-//	sync req     = 0x05 from:bytes buckets:32-byte bitmap after:bytes
-//	sync reply   = 0x85 more:byte(0|1) n:uvarint
-//	               (key:bytes counter:uvarint node:uvarint tombstone:byte(0|1)) × n
-const (
-	msgDigest      byte = 0x04
-	msgSync        byte = 0x05
-	msgDigestReply byte = 0x84
-	msgSyncReply   byte = 0x85
-)
-
-// OpDigest and OpSync are the anti-entropy operations.
-const (
-	// OpDigest compares bucket digests (digest request, digest reply).
-	OpDigest = "digest"
-	// OpSync lists keys and versions of some buckets (sync request, sync reply).
-	OpSync = "sync"
-)
-
-type aeEntry struct {
-	key  []byte
-	v    lsm.Version
-	tomb bool
-}
-
-func encodeDigest(from string, d *[aeBuckets]uint64) []byte {
-	b := make([]byte, 0, 2+len(from)+8*aeBuckets)
-	b = appendBytes(append(b, msgDigest), []byte(from))
-	for _, x := range d {
-		b = binary.LittleEndian.AppendUint64(b, x)
+	if err == nil {
+		err = ctx.Err()
 	}
-	return b
-}
-
-func decodeDigest(b []byte) (string, [aeBuckets]uint64, error) {
-	var d [aeBuckets]uint64
-	r := reader{b: b}
-	if err := r.start(msgDigest); err != nil {
-		return "", d, err
-	}
-	from := r.bytes("from", maxTargetBytes)
-	if r.err == nil && len(r.b)-r.off < 8*aeBuckets {
-		r.fail("truncated digests")
-	}
-	if r.err != nil {
-		return "", d, r.err
-	}
-	for i := range d {
-		d[i] = binary.LittleEndian.Uint64(r.b[r.off:])
-		r.off += 8
-	}
-	if err := r.end(); err != nil {
-		return "", d, err
-	}
-	return string(from), d, nil
-}
-
-func encodeDigestReply(buckets []int) []byte {
-	b := binary.AppendUvarint([]byte{msgDigestReply}, uint64(len(buckets)))
-	for _, i := range buckets {
-		b = binary.AppendUvarint(b, uint64(i))
-	}
-	return b
-}
-
-func decodeDigestReply(b []byte) ([]int, error) {
-	r := reader{b: b}
-	if err := r.start(msgDigestReply); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	cnt := r.uvarint()
-	if cnt > aeBuckets {
-		r.fail("%d buckets", cnt)
-	}
-	var out []int
-	for i := uint64(0); i < cnt && r.err == nil; i++ {
-		x := r.uvarint()
-		if x >= aeBuckets || (len(out) > 0 && int(x) <= out[len(out)-1]) {
-			r.fail("bucket %d out of order or range", x)
-		}
-		out = append(out, int(x))
-	}
-	if err := r.end(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	ts.ready.Store(true)
+	return ts, nil
 }
 
-type bucketSet [aeBuckets / 8]byte
-
-func (s *bucketSet) add(i int)            { s[i/8] |= 1 << (i % 8) }
-func (s *bucketSet) has(i int) bool       { return s[i/8]&(1<<(i%8)) != 0 }
-func (s *bucketSet) hasKey(k []byte) bool { return s.has(aeBucket(k)) }
-
-func encodeSync(from string, set *bucketSet, after []byte) []byte {
-	b := make([]byte, 0, 4+len(from)+len(set)+len(after))
-	b = appendBytes(append(b, msgSync), []byte(from))
-	b = append(b, set[:]...)
-	return appendBytes(b, after)
-}
-
-func decodeSync(b []byte) (from string, set bucketSet, after []byte, err error) {
-	r := reader{b: b}
-	if err := r.start(msgSync); err != nil {
-		return "", set, nil, err
-	}
-	f := r.bytes("from", maxTargetBytes)
-	if r.err == nil && len(r.b)-r.off < len(set) {
-		r.fail("truncated bucket set")
-	}
-	if r.err == nil {
-		copy(set[:], r.b[r.off:])
-		r.off += len(set)
-	}
-	after = r.bytes("after", MaxKeyBytes)
-	if err := r.end(); err != nil {
-		return "", set, nil, err
-	}
-	return string(f), set, after, nil
-}
-
-func encodeSyncReply(entries []aeEntry, more bool) []byte {
-	b := []byte{msgSyncReply, 0}
-	if more {
-		b[1] = 1
-	}
-	b = binary.AppendUvarint(b, uint64(len(entries)))
-	for _, e := range entries {
-		b = appendBytes(b, e.key)
-		b = binary.AppendUvarint(b, e.v.Counter)
-		b = binary.AppendUvarint(b, uint64(e.v.Node))
-		if e.tomb {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
-		}
-	}
-	return b
-}
-
-func decodeSyncReply(b []byte) ([]aeEntry, bool, error) {
-	r := reader{b: b}
-	if err := r.start(msgSyncReply); err != nil {
-		return nil, false, err
-	}
-	more := r.bool()
-	cnt := r.uvarint()
-	if cnt > uint64(len(b)) { // every entry takes at least 4 bytes
-		r.fail("%d entries in %d bytes", cnt, len(b))
-	}
-	var out []aeEntry
-	for i := uint64(0); i < cnt && r.err == nil; i++ {
-		var e aeEntry
-		e.key = r.bytes("key", MaxKeyBytes)
-		e.v.Counter = r.uvarint()
-		node := r.uvarint()
-		if node > math.MaxUint32 {
-			r.fail("version node %d over 32 bits", node)
-		}
-		e.v.Node = uint32(node)
-		e.tomb = r.bool()
-		if r.err == nil && (len(e.key) == 0 || (len(out) > 0 && bytes.Compare(e.key, out[len(out)-1].key) <= 0)) {
-			r.fail("keys empty or out of order")
-		}
-		out = append(out, e)
-	}
-	if err := r.end(); err != nil {
-		return nil, false, err
-	}
-	return out, more, nil
-}
-
-// handleDigest compares a peer's digests with this node's and answers with
-// the buckets that differ.
-func (n *Node) handleDigest(req []byte) []byte {
-	from, theirs, err := decodeDigest(req)
-	if err == nil {
-		err = validToken(from)
-	}
-	if err != nil {
-		n.met.badRequests.WithLabelValues(OpDigest).Inc()
-		return encodeError(err)
-	}
-	ours, err := n.digests(from)
-	if err != nil {
-		return encodeError(fmt.Errorf("digest: %w", err))
-	}
-	var diff []int
-	for i := range ours {
-		if ours[i] != theirs[i] {
-			diff = append(diff, i)
-		}
-	}
-	return encodeDigestReply(diff)
-}
-
-// handleSync lists the keys and versions this node shares with a peer in
-// the given buckets, from after on, one page at a time.
-func (n *Node) handleSync(req []byte) []byte {
-	from, set, after, err := decodeSync(req)
-	if err == nil {
-		err = validToken(from)
-	}
-	if err != nil {
-		n.met.badRequests.WithLabelValues(OpSync).Inc()
-		return encodeError(err)
-	}
-	r := n.mem.ring()
-	nEff := min(n.cfg.N, r.Len())
-	var start []byte
-	if len(after) > 0 {
-		start = append(bytes.Clone(after), 0)
-	}
-	var entries []aeEntry
-	size, more := 0, false
+// ownTokens returns the tokens of the ranges this node replicates in v.
+func (n *Node) ownTokens(v *view) []uint64 {
 	var prefs []string
-	err = n.store.Scan(start, nil, func(rec lsm.Record) bool {
-		if !set.hasKey(rec.Key) {
-			return true
+	var toks []uint64
+	for _, tok := range v.place.Current.Tokens() {
+		prefs = v.place.Replicas(prefs[:0], tok)
+		if contains(prefs, n.self) {
+			toks = append(toks, tok)
 		}
-		prefs = r.AppendPreferenceList(prefs[:0], rec.Key, nEff)
-		if !shares(prefs, n.self, from) {
-			return true
-		}
-		if size >= n.aePageBytes {
-			more = true
-			return false
-		}
-		entries = append(entries, aeEntry{key: rec.Key, v: rec.Version, tomb: rec.Tombstone})
-		size += len(rec.Key) + 24
-		return true
-	})
-	if err != nil {
-		return encodeError(fmt.Errorf("sync: %w", err))
 	}
-	return encodeSyncReply(entries, more)
+	return toks
+}
+
+// sharedTokens returns the tokens of the ranges both this node and peer
+// replicate in v.
+func sharedTokens(v *view, self, peer string) []uint64 {
+	var toks []uint64
+	var prefs []string
+	for _, tok := range v.place.Current.Tokens() {
+		prefs = v.place.Replicas(prefs[:0], tok)
+		if contains(prefs, self) && contains(prefs, peer) {
+			toks = append(toks, tok)
+		}
+	}
+	return toks
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// readyTrees returns the trees of the current epoch once rebuilt, or an
+// error wrapping ErrNotReady.
+func (n *Node) readyTrees() (*treeSet, error) {
+	v, ts := n.view(), n.trees.Load()
+	switch {
+	case v == nil:
+		return nil, fmt.Errorf("%w: no topology", ErrNotReady)
+	case ts == nil || ts.epoch != v.topo.Epoch || !ts.ready.Load():
+		return nil, fmt.Errorf("%w: hash trees of epoch %d not built yet", ErrNotReady, v.topo.Epoch)
+	}
+	return ts, nil
+}
+
+// aePeers returns the live members this node shares ranges with.
+func (n *Node) aePeers(v *view) []string {
+	var out []string
+	for _, id := range v.topo.IDs(topology.Normal, topology.Leaving) {
+		if id != n.self && n.mem.alive(id) && len(sharedTokens(v, n.self, id)) > 0 {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // antiEntropyLoop runs a round with the next live peer every
@@ -334,108 +228,280 @@ func (n *Node) antiEntropyLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if n.Ready() != nil {
+		v := n.view()
+		if n.Ready() != nil || v == nil {
 			continue
 		}
-		var peers []string
-		for _, id := range n.mem.ring().Members() {
-			if id != n.self && n.mem.alive(id) {
-				peers = append(peers, id)
-			}
-		}
+		peers := n.aePeers(v)
 		if len(peers) == 0 {
 			continue
 		}
 		peer := peers[next%len(peers)]
 		next++
-		pushed, err := n.antiEntropyRound(ctx, peer)
-		n.met.aeRounds.Inc()
+		st, err := n.antiEntropyRound(ctx, peer)
 		switch {
 		case err != nil:
-			n.log.Info("anti-entropy round", "peer", peer, "pushed", pushed, "err", err)
-		case pushed > 0:
-			n.log.Info("anti-entropy pushed records", "peer", peer, "pushed", pushed)
+			n.log.Info("anti-entropy round", "peer", peer, "err", err)
+		case st.Pushed+st.Pulled > 0:
+			n.log.Info("anti-entropy repaired records", "peer", peer, "pushed", st.Pushed, "pulled", st.Pulled,
+				"ranges_differing", st.RangesDiffering)
 		}
 	}
 }
 
-// antiEntropyRound brings peer up to date with this node's newer records of
-// the keys they share, and returns how many records it pushed.
-func (n *Node) antiEntropyRound(ctx context.Context, peer string) (int, error) {
-	ours, err := n.digests(peer)
+// RoundStats is what one anti-entropy round with a peer did.
+type RoundStats struct {
+	// Peer is the other replica.
+	Peer string
+	// Ranges is how many ranges the two share; RangesDiffering how many
+	// had different roots; Segments how many leaves differed.
+	Ranges, RangesDiffering, Segments int
+	// Keys is how many of the peer's entries were compared; Pushed and
+	// Pulled how many records moved each way.
+	Keys, Pushed, Pulled int
+	// BytesSent and BytesReceived count the round's request and reply
+	// payloads.
+	BytesSent, BytesReceived int
+}
+
+// antiEntropyRound compares the trees this node shares with peer and
+// repairs what differs, both ways.
+func (n *Node) antiEntropyRound(ctx context.Context, peer string) (RoundStats, error) {
+	st := RoundStats{Peer: peer}
+	n.met.aeRounds.Inc()
+	ts, err := n.readyTrees()
 	if err != nil {
-		return 0, fmt.Errorf("digest: %w", err)
+		return st, err
 	}
-	rep, err := n.request(ctx, peer, OpDigest, encodeDigest(n.self, &ours))
+	start := n.clock.now()
+	v := n.view()
+	toks := sharedTokens(v, n.self, peer)
+	st.Ranges = len(toks)
+	rep, err := n.aeRequest(ctx, &st, peer, OpRoots, encodeRoots(ts.epoch, n.self, toks, ts.trees.Roots(toks)))
 	if err != nil {
-		return 0, err
+		return st, err
 	}
-	diff, err := decodeDigestReply(rep)
-	if err != nil || len(diff) == 0 {
-		return 0, err
+	diff, err := decodeRootsReply(rep)
+	if err != nil {
+		return st, err
 	}
-	var set bucketSet
-	for _, i := range diff {
-		set.add(i)
+	st.RangesDiffering = len(diff)
+	n.met.aeRangesDiffering.Add(float64(len(diff)))
+	if len(diff) > 0 {
+		cells, err := n.diffSegments(ctx, &st, ts, peer, diff)
+		if err != nil {
+			return st, err
+		}
+		if err := n.syncCells(ctx, &st, ts, peer, cells); err != nil {
+			return st, err
+		}
 	}
-	// The peer's versions of the differing buckets.
-	theirs := map[string]lsm.Version{}
+	n.markSynced(peer, start)
+	return st, nil
+}
+
+// aeRequest sends one anti-entropy request and counts its bytes.
+func (n *Node) aeRequest(ctx context.Context, st *RoundStats, peer, op string, req []byte) ([]byte, error) {
+	st.BytesSent += len(req)
+	n.met.aeBytes.Add(float64(len(req)))
+	rep, err := n.request(ctx, peer, op, req)
+	st.BytesReceived += len(rep)
+	return rep, err
+}
+
+// diffSegments fetches the peer's leaves of the differing ranges and
+// returns the differing segments.
+func (n *Node) diffSegments(ctx context.Context, st *RoundStats, ts *treeSet, peer string, diff []uint64) (cellSet, error) {
+	cells := cellSet{}
+	for len(diff) > 0 {
+		batch := diff[:min(len(diff), aeLeavesPerRequest)]
+		diff = diff[len(batch):]
+		rep, err := n.aeRequest(ctx, st, peer, OpLeaves, encodeLeaves(ts.epoch, n.self, batch))
+		if err != nil {
+			return nil, err
+		}
+		theirs, err := decodeLeavesReply(rep, len(batch))
+		if err != nil {
+			return nil, err
+		}
+		var mine []uint64
+		for i, tok := range batch {
+			mine = ts.trees.Leaves(mine[:0], tok)
+			for _, seg := range aae.DiffLeaves(mine, theirs[i]) {
+				cells.add(tok, seg)
+				st.Segments++
+			}
+		}
+	}
+	return cells, nil
+}
+
+// syncCells lists the peer's entries in cells page by page and, for each
+// page's key window, compares them with this node's and moves the newer
+// records both ways.
+func (n *Node) syncCells(ctx context.Context, st *RoundStats, ts *treeSet, peer string, cells cellSet) error {
 	var after []byte
 	for {
-		rep, err := n.request(ctx, peer, OpSync, encodeSync(n.self, &set, after))
+		rep, err := n.aeRequest(ctx, st, peer, OpKeys, encodeKeys(ts.epoch, n.self, after, cells))
 		if err != nil {
-			return 0, err
+			return err
 		}
-		entries, more, err := decodeSyncReply(rep)
+		theirs, next, more, err := decodeKeysReply(rep)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		for _, e := range entries {
-			theirs[string(e.key)] = e.v
+		st.Keys += len(theirs)
+		mine, err := n.cellEntries(ts, cells, after, next, more)
+		if err != nil {
+			return err
 		}
-		if !more || len(entries) == 0 {
-			break
+		if err := n.exchange(ctx, st, ts.epoch, peer, mine, theirs); err != nil {
+			return err
 		}
-		after = entries[len(entries)-1].key
+		if !more {
+			return nil
+		}
+		after = next
 	}
-	// Our records there that the peer lacks or holds older.
-	r := n.mem.ring()
-	nEff := min(n.cfg.N, r.Len())
-	var push [][]byte
-	var prefs []string
-	err = n.store.Scan(nil, nil, func(rec lsm.Record) bool {
-		if !set.hasKey(rec.Key) {
-			return true
-		}
-		prefs = r.AppendPreferenceList(prefs[:0], rec.Key, nEff)
-		if !shares(prefs, n.self, peer) {
-			return true
-		}
-		if v, ok := theirs[string(rec.Key)]; !ok || v.Less(rec.Version) {
-			push = append(push, rec.Key)
+}
+
+// cellEntries lists this node's entries in cells with after < key <= upto
+// (no upper bound when !bounded).
+func (n *Node) cellEntries(ts *treeSet, cells cellSet, after, upto []byte, bounded bool) (map[string]lsm.Version, error) {
+	out := map[string]lsm.Version{}
+	var start []byte
+	if after != nil {
+		start = append(bytes.Clone(after), 0)
+	}
+	var end []byte
+	if bounded {
+		end = append(bytes.Clone(upto), 0)
+	}
+	err := n.store.Scan(start, end, func(r lsm.Record) bool {
+		h := ts.place.Current.Hash(r.Key)
+		if cells.has(ts.place.Current.Token(h), aae.Segment(h)) {
+			out[string(r.Key)] = r.Version
 		}
 		return true
 	})
-	if err != nil {
-		return 0, fmt.Errorf("scan: %w", err)
+	return out, err
+}
+
+// exchange pushes the records this node holds newer than the peer and
+// pulls those the peer holds newer.
+func (n *Node) exchange(ctx context.Context, st *RoundStats, epoch uint64, peer string, mine map[string]lsm.Version, theirs []aeEntry) error {
+	var push, pull [][]byte
+	seen := make(map[string]bool, len(theirs))
+	for _, e := range theirs {
+		seen[string(e.key)] = true
+		if v, ok := mine[string(e.key)]; !ok || v.Less(e.v) {
+			pull = append(pull, e.key)
+		} else if e.v.Less(v) {
+			push = append(push, e.key)
+		}
 	}
-	pushed := 0
+	for k := range mine {
+		if !seen[k] {
+			push = append(push, []byte(k))
+		}
+	}
+	var (
+		mu     sync.Mutex
+		errs   []error
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, aeParallel)
+		moved  = func(p *int) { mu.Lock(); *p++; mu.Unlock() }
+		failed = func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }
+	)
 	for _, key := range push {
-		rec, err := n.store.Get(key)
-		if err != nil {
-			continue // gone meanwhile (compaction of an old tombstone)
-		}
-		rep, err := n.request(ctx, peer, OpPut, encodePut(&rec))
-		if err == nil {
-			_, _, err = decodeAck(rep)
-		}
-		if err != nil {
-			return pushed, fmt.Errorf("push %q: %w", key, err)
-		}
-		pushed++
-		n.met.aeKeysPushed.Inc()
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := n.aePush(ctx, epoch, peer, key); err != nil {
+				failed(fmt.Errorf("push %q: %w", key, err))
+				return
+			}
+			moved(&st.Pushed)
+			n.met.aeKeysPushed.Inc()
+		}()
 	}
-	return pushed, nil
+	for _, key := range pull {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := n.aePull(ctx, epoch, peer, key); err != nil {
+				failed(fmt.Errorf("pull %q: %w", key, err))
+				return
+			}
+			moved(&st.Pulled)
+			n.met.aeKeysPulled.Inc()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// aePush sends this node's record of key to peer.
+func (n *Node) aePush(ctx context.Context, epoch uint64, peer string, key []byte) error {
+	rec, err := n.store.Get(key)
+	if errors.Is(err, lsm.ErrNotFound) {
+		return nil // gone meanwhile (purged, or a tombstone compacted away)
+	}
+	if err != nil {
+		return err
+	}
+	rep, err := n.request(ctx, peer, OpPut, encodePut(epoch, &rec))
+	if err == nil {
+		_, _, err = decodeAck(rep)
+	}
+	return err
+}
+
+// aePull fetches peer's record of key and applies it here if newer.
+func (n *Node) aePull(ctx context.Context, epoch uint64, peer string, key []byte) error {
+	rep, err := n.request(ctx, peer, OpGet, encodeGet(epoch, key))
+	if err != nil {
+		return err
+	}
+	rec, found, err := decodeGetReply(rep)
+	if err != nil || !found {
+		return err
+	}
+	_, _, err = n.LocalApply(rec)
+	return err
+}
+
+// markSynced records that a round with peer that began at HLC reading
+// start left nothing to repair.
+func (n *Node) markSynced(peer string, start uint64) {
+	n.syncMu.Lock()
+	defer n.syncMu.Unlock()
+	if n.synced == nil {
+		n.synced = map[string]uint64{}
+	}
+	n.synced[peer] = max(n.synced[peer], start)
+}
+
+// tombstoneHorizon is the HLC counter below which a tombstone has reached
+// every replica it shares ranges with: the oldest last sync among this
+// node's peers (every counter when it has none; 0 before it knows the
+// ring or while a change is pending, which keeps every tombstone).
+func (n *Node) tombstoneHorizon() uint64 {
+	v := n.view()
+	if v == nil || v.topo.Change != nil {
+		return 0
+	}
+	n.syncMu.Lock()
+	defer n.syncMu.Unlock()
+	h := uint64(math.MaxUint64)
+	for _, id := range v.topo.IDs(topology.Normal, topology.Leaving) {
+		if id != n.self && len(sharedTokens(v, n.self, id)) > 0 {
+			h = min(h, n.synced[id])
+		}
+	}
+	return h
 }
 
 // request is a Transport request bounded by RequestTimeout. An error reply
@@ -444,4 +510,21 @@ func (n *Node) request(ctx context.Context, to, op string, req []byte) ([]byte, 
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	return n.tr.Request(ctx, to, op, req)
+}
+
+// cellSet is a set of (range token, segment) cells.
+type cellSet map[uint64]*[aae.Segments / 64]uint64
+
+func (c cellSet) add(tok uint64, seg int) {
+	b := c[tok]
+	if b == nil {
+		b = new([aae.Segments / 64]uint64)
+		c[tok] = b
+	}
+	b[seg/64] |= 1 << (seg % 64)
+}
+
+func (c cellSet) has(tok uint64, seg int) bool {
+	b := c[tok]
+	return b != nil && b[seg/64]&(1<<(seg%64)) != 0
 }

@@ -4,55 +4,70 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/aae"
+	"github.com/kvs-db/kvs/node/topology"
 )
 
 func TestAntiEntropyWire(t *testing.T) {
-	var d [aeBuckets]uint64
-	for i := range d {
-		d[i] = uint64(i) * 0x9e3779b97f4a7c15
+	toks, roots := []uint64{3, 9, math.MaxUint64}, []uint64{7, 0, 42}
+	e, from, t2, r2, err := decodeRoots(encodeRoots(5, "n1", toks, roots))
+	if err != nil || e != 5 || from != "n1" || !slices.Equal(t2, toks) || !slices.Equal(r2, roots) {
+		t.Errorf("roots round trip: %d %q %v %v %v", e, from, t2, r2, err)
 	}
-	from, got, err := decodeDigest(encodeDigest("n1", &d))
-	if err != nil || from != "n1" || got != d {
-		t.Errorf("digest round trip: %q %v", from, err)
+	if d, err := decodeRootsReply(encodeRootsReply(toks[:2])); err != nil || !slices.Equal(d, toks[:2]) {
+		t.Errorf("roots reply round trip: %v %v", d, err)
 	}
-	buckets, err := decodeDigestReply(encodeDigestReply([]int{0, 7, 255}))
-	if err != nil || fmt.Sprint(buckets) != "[0 7 255]" {
-		t.Errorf("digest reply round trip: %v %v", buckets, err)
+	if e, from, t2, err := decodeLeaves(encodeLeaves(6, "n2", toks)); err != nil || e != 6 || from != "n2" || !slices.Equal(t2, toks) {
+		t.Errorf("leaves round trip: %v %v", t2, err)
 	}
-	var set bucketSet
-	set.add(3)
-	set.add(200)
-	f, s2, after, err := decodeSync(encodeSync("n2", &set, []byte("k")))
-	if err != nil || f != "n2" || s2 != set || string(after) != "k" || !s2.has(200) || s2.has(4) {
-		t.Errorf("sync round trip: %q %v %q %v", f, s2, after, err)
+	leaves := [][]uint64{make([]uint64, aae.Segments), make([]uint64, aae.Segments)}
+	leaves[1][1023] = 99
+	if l2, err := decodeLeavesReply(encodeLeavesReply(leaves), 2); err != nil || l2[1][1023] != 99 {
+		t.Errorf("leaves reply round trip: %v", err)
 	}
-	entries := []aeEntry{{key: []byte("a"), v: lsm.Version{Counter: 1, Node: 2}}, {key: []byte("b"), v: lsm.Version{Counter: 3}, tomb: true}}
-	es, more, err := decodeSyncReply(encodeSyncReply(entries, true))
-	if err != nil || !more || len(es) != 2 || string(es[1].key) != "b" || !es[1].tomb || es[0].v != entries[0].v {
-		t.Errorf("sync reply round trip: %+v %v %v", es, more, err)
+	cells := cellSet{}
+	cells.add(3, 0)
+	cells.add(3, 1023)
+	cells.add(9, 500)
+	e, from, after, c2, err := decodeKeys(encodeKeys(7, "n3", []byte("k1"), cells))
+	if err != nil || e != 7 || from != "n3" || string(after) != "k1" || !c2.has(3, 1023) || !c2.has(9, 500) || c2.has(9, 501) || len(c2) != 2 {
+		t.Errorf("keys round trip: %v", err)
+	}
+	entries := []aeEntry{{key: []byte("a"), v: lsm.Version{Counter: 1, Node: 2}}, {key: []byte("b"), v: lsm.Version{Counter: 3}}}
+	es, next, more, err := decodeKeysReply(encodeKeysReply(entries, []byte("c"), true))
+	if err != nil || !more || string(next) != "c" || len(es) != 2 || es[0].v != entries[0].v {
+		t.Errorf("keys reply round trip: %+v %q %v %v", es, next, more, err)
 	}
 	for name, b := range map[string][]byte{
-		"digest truncated":     encodeDigest("n1", &d)[:100],
-		"digest reply order":   {msgDigestReply, 2, 5, 5},
-		"digest reply range":   {msgDigestReply, 1, 0x80, 0x02},
-		"sync no set":          {msgSync, 1, 'n'},
-		"sync reply unordered": encodeSyncReply([]aeEntry{entries[1], entries[0]}, false),
-		"sync reply count":     {msgSyncReply, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"roots truncated":      encodeRoots(5, "n1", toks, roots)[:20],
+		"roots unordered":      encodeRoots(5, "n1", []uint64{9, 3}, []uint64{0, 0}),
+		"roots bad from":       encodeRoots(5, "a.b", toks, roots),
+		"roots huge count":     {msgRoots, 1, 2, 'n', '1', 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"leaves too many":      encodeLeaves(1, "n1", make([]uint64, aeLeavesPerRequest+1)),
+		"leaves reply short":   encodeLeavesReply(leaves)[:100],
+		"keys twice":           append(encodeKeys(7, "n3", nil, cellSet{3: cells[3]}), encodeKeys(7, "n3", nil, cellSet{3: cells[3]})[7:]...),
+		"keys reply unordered": encodeKeysReply([]aeEntry{entries[1], entries[0]}, nil, false),
+		"keys reply next back": encodeKeysReply(entries, []byte("a"), true),
+		"keys reply count":     {msgKeysReply, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
 	} {
 		var err error
 		switch b[0] {
-		case msgDigest:
-			_, _, err = decodeDigest(b)
-		case msgDigestReply:
-			_, err = decodeDigestReply(b)
-		case msgSync:
-			_, _, _, err = decodeSync(b)
-		case msgSyncReply:
-			_, _, err = decodeSyncReply(b)
+		case msgRoots:
+			_, _, _, _, err = decodeRoots(b)
+		case msgLeaves:
+			_, _, _, err = decodeLeaves(b)
+		case msgLeavesReply:
+			_, err = decodeLeavesReply(b, 2)
+		case msgKeys:
+			_, _, _, _, err = decodeKeys(b)
+		case msgKeysReply:
+			_, _, _, err = decodeKeysReply(b)
 		}
 		if !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
@@ -61,52 +76,79 @@ func TestAntiEntropyWire(t *testing.T) {
 }
 
 func FuzzDecodeAntiEntropy(f *testing.F) {
-	var d [aeBuckets]uint64
-	f.Add(encodeDigest("n1", &d))
-	f.Add(encodeDigestReply([]int{1, 2}))
-	var set bucketSet
-	set.add(9)
-	f.Add(encodeSync("n1", &set, []byte("after")))
-	f.Add(encodeSyncReply([]aeEntry{{key: []byte("a"), v: lsm.Version{Counter: 1}}}, true))
+	f.Add(encodeRoots(5, "n1", []uint64{1, 2}, []uint64{3, 4}))
+	f.Add(encodeRootsReply([]uint64{1}))
+	f.Add(encodeLeaves(1, "n1", []uint64{8}))
+	cells := cellSet{}
+	cells.add(8, 9)
+	f.Add(encodeKeys(2, "n2", []byte("after"), cells))
+	f.Add(encodeKeysReply([]aeEntry{{key: []byte("a"), v: lsm.Version{Counter: 1}}}, []byte("a"), true))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if from, d, err := decodeDigest(b); err == nil {
-			if f2, d2, err := decodeDigest(encodeDigest(from, &d)); err != nil || f2 != from || d2 != d {
-				t.Fatalf("digest re-encoding: %v", err)
+		if e, from, toks, roots, err := decodeRoots(b); err == nil {
+			if e2, f2, t2, r2, err := decodeRoots(encodeRoots(e, from, toks, roots)); err != nil || e2 != e || f2 != from ||
+				!slices.Equal(t2, toks) || !slices.Equal(r2, roots) {
+				t.Fatalf("roots re-encoding: %v", err)
 			}
 		}
-		if bs, err := decodeDigestReply(b); err == nil {
-			if b2, err := decodeDigestReply(encodeDigestReply(bs)); err != nil || fmt.Sprint(b2) != fmt.Sprint(bs) {
-				t.Fatalf("digest reply re-encoding: %v", err)
+		if d, err := decodeRootsReply(b); err == nil {
+			if d2, err := decodeRootsReply(encodeRootsReply(d)); err != nil || !slices.Equal(d, d2) {
+				t.Fatalf("roots reply re-encoding: %v", err)
 			}
 		}
-		if from, set, after, err := decodeSync(b); err == nil {
-			if f2, s2, a2, err := decodeSync(encodeSync(from, &set, after)); err != nil || f2 != from || s2 != set || !bytes.Equal(a2, after) {
-				t.Fatalf("sync re-encoding: %v", err)
+		if e, from, toks, err := decodeLeaves(b); err == nil {
+			if _, _, t2, err := decodeLeaves(encodeLeaves(e, from, toks)); err != nil || !slices.Equal(t2, toks) {
+				t.Fatalf("leaves re-encoding: %v", err)
 			}
 		}
-		if es, more, err := decodeSyncReply(b); err == nil {
-			if e2, m2, err := decodeSyncReply(encodeSyncReply(es, more)); err != nil || m2 != more || len(e2) != len(es) {
-				t.Fatalf("sync reply re-encoding: %v", err)
+		_, _ = decodeLeavesReply(b, 1)
+		if e, from, after, cells, err := decodeKeys(b); err == nil {
+			if _, _, a2, c2, err := decodeKeys(encodeKeys(e, from, after, cells)); err != nil || !bytes.Equal(a2, after) || len(c2) != len(cells) {
+				t.Fatalf("keys re-encoding: %v", err)
+			}
+		}
+		if es, next, more, err := decodeKeysReply(b); err == nil {
+			if e2, n2, m2, err := decodeKeysReply(encodeKeysReply(es, next, more)); err != nil || m2 != more || len(e2) != len(es) || !bytes.Equal(n2, next) {
+				t.Fatalf("keys reply re-encoding: %v", err)
 			}
 		}
 	})
 }
 
-// n3 misses writes that nobody reads and no hint covers; anti-entropy rounds
-// bring it up to date, and a round between replicas in agreement pushes
-// nothing.
+// waitTrees waits until every node's hash trees of the current epoch are
+// built.
+func (c *testCluster) waitTrees() {
+	c.t.Helper()
+	waitFor(c.t, 10*time.Second, "hash trees built", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, n := range c.nodes {
+			if _, err := n.readyTrees(); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// n3 misses writes that nobody reads and no hint covers, and holds one
+// newer than the others; one round from n1 repairs both ways, only the
+// differing ranges and segments move, and a round between replicas in
+// agreement sends only the roots.
 func TestAntiEntropyRound(t *testing.T) {
 	c := newTestCluster(t, three, func(cfg *Config) { cfg.AntiEntropyInterval = -1 })
 	ctx := ctxT(t)
-	// Keys on every replica, then newer versions and new keys only on n1
-	// and n2 (as if n3 missed them and the hints were lost).
 	for i := range 300 {
 		if _, err := c.node("n1").Put(ctx, fmt.Appendf(nil, "k%03d", i), []byte("old"), WriteOptions{W: 3}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if pushed, err := c.node("n1").antiEntropyRound(ctx, "n3"); err != nil || pushed != 0 {
-		t.Fatalf("round between agreeing replicas: pushed %d, %v", pushed, err)
+	c.waitTrees()
+	st, err := c.node("n1").antiEntropyRound(ctx, "n3")
+	if err != nil || st.RangesDiffering != 0 || st.Pushed+st.Pulled != 0 {
+		t.Fatalf("round between agreeing replicas: %+v, %v", st, err)
+	}
+	if st.BytesSent > 16*st.Ranges+32 || st.Ranges == 0 {
+		t.Errorf("an agreeing round sent %d bytes for %d ranges", st.BytesSent, st.Ranges)
 	}
 	var missed []lsm.Record
 	for i := range 20 {
@@ -125,75 +167,134 @@ func TestAntiEntropyRound(t *testing.T) {
 			}
 		}
 	}
-	// n3 holds something newer than n1 for one key: n1 must not push over it.
+	// n3 holds something newer than n1 for one key: n1 pulls it.
 	newest := lsm.Record{Key: []byte("k299"), Value: []byte("n3's"), Version: lsm.Version{Counter: c.node("n3").clock.now() + 1000, Node: NodeHash("n3")}}
 	if _, _, err := c.node("n3").LocalApply(newest); err != nil {
 		t.Fatal(err)
 	}
-
-	c.node("n3").aePageBytes = 200 // several sync pages
-	pushed, err := c.node("n1").antiEntropyRound(ctx, "n3")
-	if err != nil || pushed != len(missed) {
-		t.Fatalf("round: pushed %d, %v; want %d", pushed, err, len(missed))
+	c.node("n3").aePageBytes = 100 // several key pages
+	st, err = c.node("n1").antiEntropyRound(ctx, "n3")
+	if err != nil || st.Pushed != len(missed) || st.Pulled != 1 {
+		t.Fatalf("round: %+v, %v; want %d pushed and 1 pulled", st, err, len(missed))
 	}
-	for _, rec := range missed {
-		got, err := c.node("n3").LocalGet(rec.Key)
-		if err != nil || got.Version != rec.Version || got.Tombstone != rec.Tombstone {
-			t.Errorf("n3 %s = %v %v, %v; want %v", rec.Key, got.Version, got.Tombstone, err, rec.Version)
+	if st.RangesDiffering == 0 || st.RangesDiffering > len(missed)+1 || st.Keys >= 300 {
+		t.Errorf("round compared %d ranges and %d keys to repair %d records", st.RangesDiffering, st.Keys, len(missed)+1)
+	}
+	for _, rec := range append(missed, newest) {
+		for _, id := range []string{"n1", "n3"} {
+			got, err := c.node(id).LocalGet(rec.Key)
+			if err != nil || got.Version != rec.Version || got.Tombstone != rec.Tombstone {
+				t.Errorf("%s %s = %v %v, %v; want %v", id, rec.Key, got.Version, got.Tombstone, err, rec.Version)
+			}
 		}
 	}
-	if got, _ := c.node("n3").LocalGet(newest.Key); got.Version != newest.Version {
-		t.Errorf("n3's newer record was overwritten: %v", got.Version)
-	}
-	if pushed, err := c.node("n1").antiEntropyRound(ctx, "n3"); err != nil || pushed != 0 {
-		t.Errorf("second round: pushed %d, %v; want 0", pushed, err)
-	}
-	// n3 now pushes its newer record to n1 in its own round.
-	if pushed, err := c.node("n3").antiEntropyRound(ctx, "n1"); err != nil || pushed != 1 {
-		t.Errorf("n3's round: pushed %d, %v; want 1", pushed, err)
+	if st, err := c.node("n1").antiEntropyRound(ctx, "n3"); err != nil || st.RangesDiffering != 0 {
+		t.Errorf("second round: %+v, %v; want no difference", st, err)
 	}
 }
 
-// With a 4-node ring, anti-entropy moves only keys both nodes replicate.
-func TestAntiEntropySharedKeysOnly(t *testing.T) {
-	ids := []string{"n1", "n2", "n3", "n4"}
-	c := newTestCluster(t, ids, func(cfg *Config) { cfg.AntiEntropyInterval = -1 })
-	r := c.node("n1").mem.ring()
-	shared, notShared := 0, 0
-	for i := range 200 {
+// A node that was down converges through the hash trees alone, with hints
+// and read repair off, for keys nobody reads.
+func TestAntiEntropyConvergesReturningNode(t *testing.T) {
+	c := newTestCluster(t, three, func(cfg *Config) {
+		cfg.AntiEntropyInterval = 20 * time.Millisecond
+		cfg.DisableHints = true
+		cfg.DisableReadRepair = true
+	})
+	ctx := ctxT(t)
+	c.stop("n3")
+	c.markDown("n3")
+	var acked []ack
+	for i := range 500 {
 		key := fmt.Appendf(nil, "k%03d", i)
-		rec := lsm.Record{Key: key, Value: []byte("v"), Version: lsm.Version{Counter: c.node("n1").clock.now(), Node: 1}}
-		if _, _, err := c.node("n1").LocalApply(rec); err != nil {
+		v, err := c.node("n1").Put(ctx, key, key, WriteOptions{})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if shares(r.PreferenceList(key, 3), "n1", "n2") {
-			shared++
-		} else {
-			notShared++
-		}
+		acked = append(acked, ack{key, v})
 	}
-	if shared == 0 || notShared == 0 {
-		t.Fatalf("shared %d, not shared %d: pick other keys", shared, notShared)
-	}
-	pushed, err := c.node("n1").antiEntropyRound(ctxT(t), "n2")
-	if err != nil || pushed != shared {
-		t.Errorf("pushed %d, %v; want the %d shared keys", pushed, err, shared)
-	}
-}
-
-// The loop runs by itself and converges a replica.
-func TestAntiEntropyLoop(t *testing.T) {
-	c := newTestCluster(t, three, func(cfg *Config) { cfg.AntiEntropyInterval = 20 * time.Millisecond })
-	rec := lsm.Record{Key: []byte("lonely"), Value: []byte("v"), Version: lsm.Version{Counter: c.node("n1").clock.now(), Node: NodeHash("n1")}}
-	if _, _, err := c.node("n1").LocalApply(rec); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "every replica has the record", func() bool {
-		for _, id := range three {
-			if got, err := c.node(id).LocalGet(rec.Key); err != nil || got.Version != rec.Version {
+	c.start("n3")
+	c.waitConverged()
+	waitFor(t, 30*time.Second, "n3 holds every write it missed", func() bool {
+		for _, a := range acked {
+			if rec, err := c.node("n3").LocalGet(a.key); err != nil || rec.Version != a.v {
 				return false
 			}
 		}
 		return true
 	})
+	if counterValue(t, c.node("n3").met.hintsDelivered) != 0 || counterValue(t, c.node("n1").met.hintsStored) != 0 {
+		t.Error("hints moved data with hints off")
+	}
+}
+
+// The trees a node keeps write by write equal trees rebuilt from its store,
+// through writes, deletes, purges and a change of epoch.
+func TestTreesMatchStore(t *testing.T) {
+	c := newTestCluster(t, []string{"n1", "n2", "n3", "n4"}, noMovement)
+	ctx := ctxT(t)
+	n1 := c.node("n1")
+	for i := range 400 {
+		key := fmt.Appendf(nil, "k%03d", i)
+		if i%7 == 0 {
+			_, _ = n1.Delete(ctx, key, WriteOptions{})
+		} else {
+			_, _ = n1.Put(ctx, key, key, WriteOptions{})
+		}
+	}
+	c.waitTrees()
+	check := func(when string) {
+		t.Helper()
+		ts, err := n1.readyTrees()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rebuilt, err := n1.rebuildTrees(ctx, n1.view())
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks := n1.ownTokens(n1.view())
+		if !slices.Equal(ts.trees.Roots(toks), rebuilt.trees.Roots(toks)) {
+			t.Fatalf("%s: kept trees differ from rebuilt ones", when)
+		}
+	}
+	check("after writes")
+	if err := n1.Decommission(ctx); err == nil {
+		<-n1.Left()
+	}
+	c.stop("n1")
+	n2 := c.node("n2")
+	c.waitTopology("n1 removed", func(t topology.Topology) bool { return !t.IsMember("n1") })
+	c.waitTrees()
+	for _, a := range []string{"k001", "k002"} {
+		_, _ = n2.Put(ctx, []byte(a), []byte("again"), WriteOptions{})
+	}
+	n1 = n2
+	check("after a decommission, cleanup and more writes")
+}
+
+// The tombstone horizon stays at zero until a round with every peer has
+// left nothing to repair, then follows the oldest such round.
+func TestTombstoneHorizon(t *testing.T) {
+	c := newTestCluster(t, three, func(cfg *Config) { cfg.AntiEntropyInterval = -1 })
+	ctx := ctxT(t)
+	c.waitTrees()
+	n1 := c.node("n1")
+	if h := n1.tombstoneHorizon(); h != 0 {
+		t.Fatalf("horizon before any round: %d", h)
+	}
+	if _, err := n1.antiEntropyRound(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	if h := n1.tombstoneHorizon(); h != 0 {
+		t.Fatalf("horizon after a round with n2 only: %d", h)
+	}
+	before := n1.clock.now()
+	if _, err := n1.antiEntropyRound(ctx, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	h := n1.tombstoneHorizon()
+	if h == 0 || h > before {
+		t.Fatalf("horizon after rounds with both peers: %d, want the n2 round's start, below %d", h, before)
+	}
 }

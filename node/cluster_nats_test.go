@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvs-db/kvs/bus"
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/topology"
 )
 
 // natsCluster is an in-process cluster over real embedded NATS: every node
@@ -20,6 +21,7 @@ import (
 // lsm.DB on disk and its node.
 type natsCluster struct {
 	t     testing.TB
+	topo  topology.Store
 	ids   []string
 	ports map[string]int
 	seeds []string
@@ -46,7 +48,7 @@ func freePort(t testing.TB) int {
 }
 
 func newNATSCluster(t testing.TB, ids ...string) *natsCluster {
-	c := &natsCluster{t: t, ids: ids, ports: map[string]int{}, root: t.TempDir(), procs: map[string]*natsProc{}}
+	c := &natsCluster{t: t, topo: topology.NewMemStore(), ids: ids, ports: map[string]int{}, root: t.TempDir(), procs: map[string]*natsProc{}}
 	for _, id := range ids {
 		c.ports[id] = freePort(t)
 		c.seeds = append(c.seeds, fmt.Sprintf("127.0.0.1:%d", c.ports[id]))
@@ -84,7 +86,7 @@ func (c *natsCluster) start(id string) *Node {
 		GossipInterval: 100 * time.Millisecond, DownAfter: time.Second,
 		RequestTimeout: 2 * time.Second, NeedPeers: len(c.ids) - 1,
 		DataDir: filepath.Join(c.root, id, "node"), Store: db,
-		Transport: NewNATSTransport(b), Logger: testLogger(t).With("node", id),
+		Transport: NewNATSTransport(b), Topology: c.topo, Logger: testLogger(t).With("node", id),
 	})
 	if err == nil {
 		err = n.Start(ctxT(t))
@@ -132,7 +134,7 @@ func (c *natsCluster) converged(up ...string) func() bool {
 	return func() bool {
 		for _, id := range up {
 			n := c.node(id)
-			if n.Ready() != nil || n.mem.ring().Len() != len(c.ids) {
+			if n.Ready() != nil || len(n.Status().Members) != len(c.ids) {
 				return false
 			}
 			for _, m := range n.Status().Members {

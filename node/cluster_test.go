@@ -220,7 +220,7 @@ func TestClusterSloppyHintOnNextNode(t *testing.T) {
 	ids := []string{"n1", "n2", "n3", "n4"}
 	c := newTestCluster(t, ids, nil)
 	ctx := ctxT(t)
-	r := c.node("n1").mem.ring()
+	r := c.node("n1").view().place.Current
 	key := []byte("sloppy")
 	all := r.PreferenceList(key, 4)
 	target, holder := all[1], all[3] // a replica to take down, the node past the list
@@ -319,7 +319,7 @@ func TestReplicaMalformedMessage(t *testing.T) {
 	// A version 1<<30 ticks (about 16 s of wall clock) ahead of n1's clock:
 	// accepted, and n1's clock moves past it.
 	good := lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: lsm.Version{Counter: c.node("n1").clock.now() + 1<<30, Node: 7}}
-	put := encodePut(&good)
+	put := encodePut(c.node("n1").epoch(), &good)
 	for _, tc := range []struct {
 		name, op string
 		req      []byte
@@ -328,19 +328,22 @@ func TestReplicaMalformedMessage(t *testing.T) {
 		{"garbage", OpPut, []byte("garbage")},
 		{"truncated", OpPut, put[:len(put)-1]},
 		{"trailing", OpPut, append(bytes.Clone(put), 0)},
-		{"wrong type", OpPut, encodeGet([]byte("k"))},
-		{"tombstone with value", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: good.Version, Tombstone: true})},
-		{"zero version", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Value: []byte("v")})},
-		{"long key", OpPut, encodePut(&lsm.Record{Key: make([]byte, MaxKeyBytes+1), Version: good.Version})},
-		{"huge value", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Value: make([]byte, DefaultMaxValueBytes+1), Version: good.Version})},
-		{"version from the future", OpPut, encodePut(&lsm.Record{Key: []byte("k"), Version: lsm.Version{Counter: math.MaxUint64}})},
+		{"wrong type", OpPut, encodeGet(1, []byte("k"))},
+		{"tombstone with value", OpPut, encodePut(1, &lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: good.Version, Tombstone: true})},
+		{"zero version", OpPut, encodePut(1, &lsm.Record{Key: []byte("k"), Value: []byte("v")})},
+		{"long key", OpPut, encodePut(1, &lsm.Record{Key: make([]byte, MaxKeyBytes+1), Version: good.Version})},
+		{"huge value", OpPut, encodePut(1, &lsm.Record{Key: []byte("k"), Value: make([]byte, DefaultMaxValueBytes+1), Version: good.Version})},
+		{"version from the future", OpPut, encodePut(1, &lsm.Record{Key: []byte("k"), Version: lsm.Version{Counter: math.MaxUint64}})},
 		{"get garbage", OpGet, []byte{msgGet, 0xff}},
-		{"get empty key", OpGet, []byte{msgGet, 0}},
+		{"get empty key", OpGet, []byte{msgGet, 1, 0}},
 		{"hint garbage", OpHint, []byte{msgHint, 5, 'x'}},
 		{"hint bad target", OpHint, encodeHint("a.b", &good)},
-		{"digest garbage", OpDigest, []byte{msgDigest, 2, 'n', '2', 1}},
-		{"digest bad from", OpDigest, encodeDigest("a b", &[aeBuckets]uint64{})},
-		{"sync garbage", OpSync, []byte{msgSync}},
+		{"roots garbage", OpRoots, []byte{msgRoots, 2, 'n', '2', 1}},
+		{"roots bad from", OpRoots, encodeRoots(1, "a b", nil, nil)},
+		{"roots unshared range", OpRoots, encodeRoots(1, "n2", []uint64{12345}, []uint64{0})},
+		{"leaves garbage", OpLeaves, []byte{msgLeaves}},
+		{"keys garbage", OpKeys, []byte{msgKeys, 1}},
+		{"stream garbage", OpStream, []byte{0x06, 1}},
 	} {
 		rep, err := peer.Request(ctx, "n1", tc.op, tc.req)
 		if err != nil {
@@ -367,88 +370,6 @@ func TestReplicaMalformedMessage(t *testing.T) {
 	// A record seen on the wire advances the clock past it.
 	if c := c.node("n1").clock.now(); c <= good.Version.Counter {
 		t.Errorf("clock %d not past the observed %d", c, good.Version.Counter)
-	}
-}
-
-func TestRestartWithPersistedRingIsReadyAtOnce(t *testing.T) {
-	c := newTestCluster(t, three, nil)
-	ctx := ctxT(t)
-	if _, err := c.node("n1").Put(ctx, []byte("k"), []byte("v"), WriteOptions{W: 3}); err != nil {
-		t.Fatal(err)
-	}
-	c.stop("n1")
-	c.stop("n2")
-	c.stop("n3")
-	n1 := c.start("n1") // alone, NeedPeers = 2, but it has a persisted ring
-	if err := n1.Ready(); err != nil {
-		t.Fatalf("restarted n1 not ready: %v", err)
-	}
-	if got := n1.mem.ring().Members(); fmt.Sprint(got) != "[n1 n2 n3]" {
-		t.Errorf("restarted ring = %v", got)
-	}
-	if rec, err := n1.LocalGet([]byte("k")); err != nil || string(rec.Value) != "v" {
-		t.Errorf("restarted n1 local get = %q, %v", rec.Value, err)
-	}
-	// Its peers are presumed up until DownAfter passes unheard.
-	if st := n1.Status(); !st.Members[1].Alive || st.N != 3 {
-		t.Errorf("status after restart = %+v", st)
-	}
-}
-
-func TestFreshNodeWaitsForPeers(t *testing.T) {
-	net := NewMemNetwork()
-	clock := newManualClock()
-	mk := func(id string, need int) *Node {
-		db, err := lsm.Open(lsm.Options{Dir: "/db", FS: lsm.NewMemFS()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		n, err := New(Config{ID: id, NeedPeers: need, GossipInterval: testGossip, DataDir: t.TempDir(),
-			Store: db, Transport: net.Transport(id), Clock: clock, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
-	}
-	a := mk("a", 1)
-	if err := a.Ready(); !errors.Is(err, ErrNotReady) {
-		t.Errorf("before Start: Ready = %v", err)
-	}
-	if err := a.Start(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	err := a.Ready()
-	if !errors.Is(err, ErrNotReady) {
-		t.Fatalf("fresh node alone: Ready = %v, want ErrNotReady", err)
-	}
-	if _, err := a.Put(ctxT(t), []byte("k"), []byte("v"), WriteOptions{}); !errors.Is(err, ErrNotReady) {
-		t.Errorf("put on a node that is not ready: %v", err)
-	}
-	b := mk("b", 0) // a single-node setting: ready at once
-	if err := b.Start(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Ready(); err != nil {
-		t.Errorf("NeedPeers = 0: Ready = %v", err)
-	}
-	waitFor(t, 5*time.Second, "a ready after hearing b", func() bool { return a.Ready() == nil })
-	waitFor(t, 5*time.Second, "both rings hold a and b", func() bool {
-		return a.mem.ring().Len() == 2 && b.mem.ring().Len() == 2
-	})
-	// N, W and R are capped at the two members.
-	if st := a.Status(); st.N != 2 || st.W != 2 || st.R != 2 || len(st.Members) != 2 {
-		t.Errorf("status = %+v", st)
-	}
-	if _, err := a.Put(ctxT(t), []byte("k"), []byte("v"), WriteOptions{}); err != nil {
-		t.Errorf("put on a two-node ring: %v", err)
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Ready(); !errors.Is(err, ErrNotReady) {
-		t.Errorf("after Close: Ready = %v", err)
 	}
 }
 
@@ -662,7 +583,7 @@ func TestClusterHintHolderDoesNotCountTowardW(t *testing.T) {
 	c := newTestCluster(t, ids, nil)
 	ctx := ctxT(t)
 	key := []byte("sloppy-w")
-	all := c.node("n1").mem.ring().PreferenceList(key, 4)
+	all := c.node("n1").view().place.Current.PreferenceList(key, 4)
 	coord, holder := all[0], all[3]
 	c.stop(all[1])
 	c.stop(all[2])

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvs-db/kvs/bus"
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/topology"
 	"github.com/kvs-db/kvs/ring"
 )
 
@@ -40,6 +41,15 @@ const (
 	DefaultMaxValueBytes = 1<<20 - 16<<10
 	// MaxKeyBytes is the largest key. Keys are 1 to MaxKeyBytes bytes.
 	MaxKeyBytes = 1024
+	// DefaultStreamThroughput bounds what a gainer pulls while a topology
+	// change streams ranges, in bytes per second: about a third of a
+	// commodity disk's sequential write rate, so that client traffic keeps
+	// most of it (Cassandra's default is 24 MiB/s).
+	DefaultStreamThroughput = 32 << 20
+	// DefaultStreamFallbackAfter is how long a stream's source may stay
+	// unreachable before the gainer pulls the same keys from the other
+	// replicas instead.
+	DefaultStreamFallbackAfter = 30 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by the errors of Config.Validate.
@@ -60,9 +70,12 @@ type Config struct {
 	HTTPAddr string
 	// N is the number of replicas of each key (default 3). W and R are the
 	// default write and read quorums (default 2 each). The effective values
-	// are capped at the number of ring members, and the cap is logged.
+	// are capped at the number of ring members. N is the cluster's: a node
+	// that founds a cluster records its N in the topology, and a node whose
+	// N differs from the topology's refuses to serve.
 	N, W, R int
-	// VNodes is the number of virtual nodes per ring member (default 100).
+	// VNodes is the number of virtual nodes per ring member (default 100);
+	// like N, the cluster's, recorded at bootstrap.
 	VNodes int
 	// GossipInterval is the period of heartbeats and of hint handoff rounds
 	// (default 1s).
@@ -80,16 +93,44 @@ type Config struct {
 	// MaxValueBytes is the largest value accepted (default
 	// DefaultMaxValueBytes, which fits a NATS message with its framing).
 	MaxValueBytes int
-	// NeedPeers is how many peers a node with no persisted ring must hear
-	// from before it is ready, so that it never coordinates on a partial
-	// ring. cmd sets 1 when seeds are given and 0 for a single node.
+	// NeedPeers is how many peers a node must hear from before it founds a
+	// new cluster with them (when the topology store holds none), so that
+	// a cluster started all at once begins with every seed in its ring. A
+	// node that finds a cluster joins it instead, and a node with a
+	// topology of its own (DataDir/topology.json) uses it at once. With
+	// NeedPeers 0 and no peer heard, a node whose store is unavailable
+	// founds a cluster of one by itself (a lone node's JetStream has no
+	// quorum) and publishes it once the store answers. cmd sets the number
+	// of seeds other than the node.
 	NeedPeers int
-	// DataDir holds the persisted ring members (ring.json) and the hint
-	// store (DataDir/hints). Required: hints are durable.
+	// Topology is where the cluster's ring metadata lives: a JetStream KV
+	// bucket (topology.NewKVStore) in production, one topology.MemStore
+	// shared by all nodes in tests. Required.
+	Topology topology.Store
+	// StreamThroughput bounds, in bytes per second, what this node pulls
+	// when it streams ranges it gains in a topology change (default
+	// DefaultStreamThroughput; negative: unlimited).
+	StreamThroughput int64
+	// StreamFallbackAfter is how long a stream source may stay unreachable
+	// before the gainer pulls from the other replicas instead (default
+	// DefaultStreamFallbackAfter).
+	StreamFallbackAfter time.Duration
+	// DisableHints turns hinted handoff off: a replica that misses a write
+	// gets it from read repair or anti-entropy only. For tests of those.
+	DisableHints bool
+	// DisableReadRepair turns read repair off. For tests of anti-entropy.
+	DisableReadRepair bool
+	// DataDir holds this node's last known topology (topology.json), its
+	// streaming state and the hint store (DataDir/hints). Required.
 	DataDir string
 	// Store is this node's replica storage; *lsm.DB satisfies it. Required.
 	// The caller owns it: Close does not close it.
 	Store Store
+	// Hooks connects the Store's OnApply and TombstoneHorizon hooks
+	// (lsm.Options) to the node, which keeps its anti-entropy hash trees
+	// with them. Without it anti-entropy is off and tombstones are kept
+	// until their grace period alone has passed.
+	Hooks *StoreHooks
 	// Transport carries requests and heartbeats between nodes. Required:
 	// NewNATSTransport in production, MemNetwork in tests. The caller owns
 	// it.
@@ -117,6 +158,12 @@ type Store interface {
 	// Scan calls fn for each record with start <= key < end (nil end: no
 	// bound) in key order, tombstones included, until fn returns false.
 	Scan(start, end []byte, fn func(lsm.Record) bool) error
+	// ScanAt is Scan that calls atSnapshot while the snapshot is taken,
+	// ordered with the OnApply hook calls (lsm.DB.ScanAt).
+	ScanAt(start, end []byte, atSnapshot func(), fn func(lsm.Record) bool) error
+	// Purge drops key's record if it is still at version v, leaving
+	// nothing (not a tombstone): a later write of any version applies.
+	Purge(key []byte, v lsm.Version) (bool, error)
 }
 
 // Validate fills defaults and reports invalid values with errors wrapping
@@ -196,6 +243,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Transport == nil {
 		return fmt.Errorf("%w: Transport is required", ErrInvalidConfig)
+	}
+	if c.Topology == nil {
+		return fmt.Errorf("%w: Topology is required", ErrInvalidConfig)
+	}
+	if c.StreamThroughput == 0 {
+		c.StreamThroughput = DefaultStreamThroughput
+	}
+	if c.StreamFallbackAfter == 0 {
+		c.StreamFallbackAfter = DefaultStreamFallbackAfter
+	}
+	if c.StreamFallbackAfter < 0 {
+		return fmt.Errorf("%w: StreamFallbackAfter %v < 0", ErrInvalidConfig, c.StreamFallbackAfter)
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}

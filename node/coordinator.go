@@ -65,54 +65,90 @@ func (n *Node) del(ctx context.Context, key []byte, o WriteOptions) (lsm.Version
 	return n.write(ctx, "delete", lsm.Record{Key: key, Tombstone: true}, o.W)
 }
 
-// plan picks the replicas of key and the quorum q (0: def) for one request.
-// It fails fast when fewer than q replicas are up.
-func (n *Node) plan(key []byte, q, def int, what string) (prefs, live, down []string, need int, err error) {
+// plan is where one request goes: the key's replicas at one topology
+// epoch, split by liveness, and the quorum it needs.
+type plan struct {
+	epoch   uint64
+	prefs   []string // the key's replicas: reads, the W of writes, hints past them
+	targets []string // prefs, then (writes) the key's pending replicas
+	live    []string // targets alive
+	down    []string // targets down
+	need    int      // replies needed: the quorum, plus one per pending replica
+}
+
+// maxStaleRetries bounds how often a request is planned again after a
+// replica reports a newer epoch: each retry follows a topology change, and
+// changes are seconds apart.
+const maxStaleRetries = 3
+
+// plan places one request for key with quorum q (0: def). A write also
+// goes to the key's pending replicas and needs one more ack per pending
+// replica (see topology.Placement). It fails fast when fewer than the
+// needed replicas are up.
+func (n *Node) plan(key []byte, q, def int, what string, write bool) (plan, error) {
 	if err := n.Ready(); err != nil {
-		return nil, nil, nil, 0, err
+		return plan{}, err
 	}
 	if q < 0 || q > n.cfg.N {
-		return nil, nil, nil, 0, fmt.Errorf("%w: %s=%d, want 1 to N=%d", ErrInvalidQuorum, what, q, n.cfg.N)
+		return plan{}, fmt.Errorf("%w: %s=%d, want 1 to N=%d", ErrInvalidQuorum, what, q, n.cfg.N)
 	}
-	r := n.mem.ring()
-	nEff := min(n.cfg.N, r.Len())
-	need = q
-	if need == 0 {
-		need = min(def, nEff)
+	v := n.view()
+	h := v.place.Current.Hash(key)
+	p := plan{epoch: v.topo.Epoch}
+	p.prefs = v.place.Replicas(make([]string, 0, v.topo.N+2), h)
+	p.need = q
+	if p.need == 0 {
+		p.need = min(def, len(p.prefs))
 	}
-	prefs = r.PreferenceList(key, nEff)
-	for _, id := range prefs {
+	p.targets = p.prefs
+	if write {
+		p.targets = v.place.Pending(p.prefs, h, p.prefs)
+		p.prefs = p.targets[:len(p.prefs):len(p.prefs)]
+		p.need += len(p.targets) - len(p.prefs)
+	}
+	for _, id := range p.targets {
 		if n.mem.alive(id) {
-			live = append(live, id)
+			p.live = append(p.live, id)
 		} else {
-			down = append(down, id)
+			p.down = append(p.down, id)
 		}
 	}
-	if len(live) < need {
-		return nil, nil, nil, 0, fmt.Errorf("%w: %s=%d, but only %d of %d replicas are up (down: %v)",
-			ErrQuorum, what, need, len(live), len(prefs), down)
+	if len(p.live) < p.need {
+		pending := ""
+		if len(p.targets) > len(p.prefs) {
+			pending = fmt.Sprintf(" (plus %d pending while the ring changes)", len(p.targets)-len(p.prefs))
+		}
+		return plan{}, fmt.Errorf("%w: %s=%d%s, but only %d of %d replicas are up (down: %v)",
+			ErrQuorum, what, p.need-(len(p.targets)-len(p.prefs)), pending, len(p.live), len(p.targets), p.down)
 	}
-	return prefs, live, down, need, nil
+	return p, nil
 }
 
 // write stamps rec and replicates it; see the package comment for the ack
-// rule and the one re-stamp.
+// rule and the one re-stamp. A round refused by a replica at a newer
+// topology epoch is planned again once this node has caught up.
 func (n *Node) write(ctx context.Context, op string, rec lsm.Record, w int) (lsm.Version, error) {
-	prefs, live, down, need, err := n.plan(rec.Key, w, n.cfg.W, "W")
-	if err != nil {
-		return lsm.Version{}, err
-	}
 	// Background completions outlive the call; the caller may reuse its
 	// buffers once it returns.
 	rec.Key = bytes.Clone(rec.Key)
 	rec.Value = bytes.Clone(rec.Value)
-	for round := 1; ; round++ {
-		rec.Version = lsm.Version{Counter: n.clock.now(), Node: n.selfV}
-		newer, err := n.writeRound(ctx, rec, prefs, live, down, need, round > 1)
+	rec.Version = lsm.Version{Counter: n.clock.now(), Node: n.selfV}
+	restamped := false
+	for attempt := 0; ; attempt++ {
+		p, err := n.plan(rec.Key, w, n.cfg.W, "W", true)
 		if err != nil {
 			return lsm.Version{}, err
 		}
-		if newer.IsZero() || round > 1 {
+		newer, stale, err := n.writeRound(ctx, rec, p, restamped)
+		if err != nil {
+			if stale > p.epoch && attempt < maxStaleRetries {
+				n.met.staleRetries.Inc()
+				n.refresh(ctx)
+				continue
+			}
+			return lsm.Version{}, err
+		}
+		if newer.IsZero() || restamped {
 			n.publish(op, &rec)
 			return rec.Version, nil
 		}
@@ -120,6 +156,8 @@ func (n *Node) write(ctx context.Context, op string, rec lsm.Record, w int) (lsm
 		// may have been acknowledged before this one began. The clock has
 		// observed it; stamp again above it.
 		n.met.restamps.Inc()
+		restamped = true
+		rec.Version = lsm.Version{Counter: n.clock.now(), Node: n.selfV}
 	}
 }
 
@@ -129,30 +167,36 @@ type ackResult struct {
 	err  error
 }
 
-// writeRound sends rec to the replicas and waits for need acks. It returns
-// the newest version held above rec's among the acks (zero if none), so that
-// the caller can re-stamp; with acceptNewer such acks are simply durable.
-func (n *Node) writeRound(ctx context.Context, rec lsm.Record, prefs, live, down []string, need int, acceptNewer bool) (lsm.Version, error) {
-	t := newTally(need, len(prefs))
+// writeRound sends rec to the plan's targets and waits for need acks. It
+// returns the newest version held above rec's among the acks (zero if
+// none), so that the caller can re-stamp (with acceptNewer such acks are
+// simply durable), and the newest epoch a replica refused it from (zero if
+// none refused it as stale).
+func (n *Node) writeRound(ctx context.Context, rec lsm.Record, p plan, acceptNewer bool) (newer lsm.Version, stale uint64, err error) {
+	t := newTally(p.need, len(p.targets))
 	var errs []error
-	for _, id := range down {
+	for _, id := range p.down {
 		t.failure()
 		errs = append(errs, fmt.Errorf("%s: down", id))
-		n.goBG(func() { n.hint(id, rec, prefs) })
+		n.goBG(func() { n.hint(id, rec, p.prefs) })
 	}
-	req := encodePut(&rec)
-	ch := make(chan ackResult, len(live))
-	for _, id := range live {
-		if !n.goBG(func() { n.replicate(ch, id, rec, req, prefs) }) {
+	req := encodePut(p.epoch, &rec)
+	ch := make(chan ackResult, len(p.live))
+	for _, id := range p.live {
+		if !n.goBG(func() { n.replicate(ch, id, rec, req, p) }) {
 			t.failure()
 			errs = append(errs, fmt.Errorf("%s: %w", id, ErrNotReady))
 		}
 	}
-	var newer lsm.Version
 	for t.result() == quorumPending {
 		select {
 		case res := <-ch:
+			var se *StaleError
 			switch {
+			case errors.As(res.err, &se):
+				t.failure()
+				stale = max(stale, se.Epoch)
+				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
 			case res.err != nil:
 				t.failure()
 				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
@@ -165,24 +209,28 @@ func (n *Node) writeRound(ctx context.Context, rec lsm.Record, prefs, live, down
 				}
 			}
 		case <-ctx.Done():
-			return lsm.Version{}, fmt.Errorf("node: write %q: %w (%d of %d acks needed, %d received)",
-				rec.Key, ctx.Err(), need, len(prefs), t.ok)
+			return lsm.Version{}, 0, fmt.Errorf("node: write %q: %w (%d of %d acks needed, %d received)",
+				rec.Key, ctx.Err(), p.need, len(p.targets), t.ok)
 		}
 	}
 	if t.result() == quorumLost {
-		return lsm.Version{}, fmt.Errorf("%w: %d of %d acks needed, %d received: %w",
-			ErrQuorum, need, len(prefs), t.ok, errors.Join(errs...))
+		return lsm.Version{}, stale, fmt.Errorf("%w: %d of %d acks needed, %d received: %w",
+			ErrQuorum, p.need, len(p.targets), t.ok, errors.Join(errs...))
 	}
-	return newer, nil
+	return newer, stale, nil
 }
 
 // replicate applies rec on replica id (locally for this node) and sends the
-// outcome to ch; a replica that fails gets a hint.
-func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []byte, prefs []string) {
+// outcome to ch; a replica that fails gets a hint, unless it refused the
+// write as planned at a stale epoch (it is alive; the write is planned
+// again).
+func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []byte, p plan) {
 	var held lsm.Version
 	var err error
 	if id == n.self {
-		held, _, err = n.store.Apply(rec)
+		if ferr := n.fence(p.epoch, func() { held, _, err = n.store.Apply(rec) }); ferr != nil {
+			err = ferr
+		}
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 		var rep []byte
@@ -199,9 +247,9 @@ func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []b
 		err = fmt.Errorf("replica holds %v, more than %v ahead of this node's clock", held, MaxClockAhead)
 	}
 	ch <- ackResult{id: id, held: held, err: err}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrStaleEpoch) {
 		n.met.replicaErrors.WithLabelValues(OpPut).Inc()
-		n.hint(id, rec, prefs)
+		n.hint(id, rec, p.prefs)
 	}
 }
 
@@ -228,26 +276,46 @@ func (n *Node) get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, 
 	if err := n.checkKey(key); err != nil {
 		return lsm.Record{}, err
 	}
-	prefs, live, _, need, err := n.plan(key, o.R, n.cfg.R, "R")
-	if err != nil {
-		return lsm.Record{}, err
-	}
 	key = bytes.Clone(key)
-	req := encodeGet(key)
-	ch := make(chan getResult, len(live))
-	t := newTally(need, len(live))
+	for attempt := 0; ; attempt++ {
+		p, err := n.plan(key, o.R, n.cfg.R, "R", false)
+		if err != nil {
+			return lsm.Record{}, err
+		}
+		rec, stale, err := n.getRound(ctx, key, p)
+		if err != nil && stale > p.epoch && attempt < maxStaleRetries {
+			n.met.staleRetries.Inc()
+			n.refresh(ctx)
+			continue
+		}
+		return rec, err
+	}
+}
+
+// getRound asks the plan's live replicas for key and answers with the
+// newest record among the first R replies; the newest epoch a replica
+// refused the read from comes back too (zero if none).
+func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, uint64, error) {
+	req := encodeGet(p.epoch, key)
+	ch := make(chan getResult, len(p.live))
+	t := newTally(p.need, len(p.live))
 	var errs []error
-	for _, id := range live {
-		if !n.goBG(func() { ch <- n.fetch(id, key, req) }) {
+	for _, id := range p.live {
+		if !n.goBG(func() { ch <- n.fetch(id, key, req, p.epoch) }) {
 			t.failure()
 			errs = append(errs, fmt.Errorf("%s: %w", id, ErrNotReady))
 		}
 	}
 	var got []getResult
+	var stale uint64
 	for t.result() == quorumPending {
 		select {
 		case res := <-ch:
 			if res.err != nil {
+				var se *StaleError
+				if errors.As(res.err, &se) {
+					stale = max(stale, se.Epoch)
+				}
 				t.failure()
 				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
 				continue
@@ -255,22 +323,24 @@ func (n *Node) get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, 
 			t.success()
 			got = append(got, res)
 		case <-ctx.Done():
-			return lsm.Record{}, fmt.Errorf("node: get %q: %w (%d of %d replies needed, %d received)",
-				key, ctx.Err(), need, len(prefs), t.ok)
+			return lsm.Record{}, 0, fmt.Errorf("node: get %q: %w (%d of %d replies needed, %d received)",
+				key, ctx.Err(), p.need, len(p.prefs), t.ok)
 		}
 	}
 	if t.result() == quorumLost {
-		return lsm.Record{}, fmt.Errorf("%w: %d of %d replies needed, %d received: %w",
-			ErrQuorum, need, len(prefs), t.ok, errors.Join(errs...))
+		return lsm.Record{}, stale, fmt.Errorf("%w: %d of %d replies needed, %d received: %w",
+			ErrQuorum, p.need, len(p.prefs), t.ok, errors.Join(errs...))
 	}
 	newest := newestOf(got)
 	rest := t.outstanding()
-	n.goBG(func() { n.readRepair(key, got, ch, rest) })
+	if !n.cfg.DisableReadRepair {
+		n.goBG(func() { n.readRepair(key, got, ch, rest) })
+	}
 	if newest == nil || newest.Tombstone || n.expired(newest) {
-		return lsm.Record{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+		return lsm.Record{}, 0, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
 	// The read repair may still send newest: the caller gets its own copy.
-	return cloneRecord(*newest), nil
+	return cloneRecord(*newest), 0, nil
 }
 
 func (n *Node) expired(r *lsm.Record) bool {
@@ -289,10 +359,14 @@ func newestOf(rs []getResult) *lsm.Record {
 }
 
 // fetch reads replica id's record of key.
-func (n *Node) fetch(id string, key, req []byte) getResult {
+func (n *Node) fetch(id string, key, req []byte, epoch uint64) getResult {
 	res := getResult{id: id}
 	if id == n.self {
-		rec, err := n.store.Get(key)
+		var rec lsm.Record
+		var err error
+		if ferr := n.fence(epoch, func() { rec, err = n.store.Get(key) }); ferr != nil {
+			err = ferr
+		}
 		switch {
 		case errors.Is(err, lsm.ErrNotFound):
 		case err != nil:
@@ -315,7 +389,7 @@ func (n *Node) fetch(id string, key, req []byte) getResult {
 	if res.err == nil && res.found && !n.observeReply(res.rec.Version) {
 		res.err = fmt.Errorf("replica holds %v, more than %v ahead of this node's clock", res.rec.Version, MaxClockAhead)
 	}
-	if res.err != nil {
+	if res.err != nil && !errors.Is(res.err, ErrStaleEpoch) {
 		n.met.replicaErrors.WithLabelValues(OpGet).Inc()
 	}
 	return res
@@ -346,7 +420,7 @@ func (n *Node) readRepair(key []byte, got []getResult, ch <-chan getResult, rest
 			continue
 		}
 		if req == nil {
-			req = encodePut(newest)
+			req = encodePut(n.epoch(), newest)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 		rep, err := n.tr.Request(ctx, res.id, OpPut, req)

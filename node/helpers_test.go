@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/topology"
 )
 
 // manualClock is a Clock that moves only when told.
@@ -62,15 +63,25 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 type testCluster struct {
 	t     testing.TB
 	net   *MemNetwork
+	topo  *topology.MemStore // the cluster's topology store
 	clock *manualClock
 	ids   []string
 	tune  func(*Config)
 
 	mu     sync.Mutex
+	root   string
 	nodes  map[string]*Node
 	stores map[string]*lsm.DB
 	fs     map[string]*lsm.MemFS
 	dirs   map[string]string
+}
+
+// addDirs gives a new node id its store's file system and its data dir.
+func (c *testCluster) addDirs(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fs[id] = lsm.NewMemFS()
+	c.dirs[id] = filepath.Join(c.root, id)
 }
 
 const testGossip = 10 * time.Millisecond
@@ -79,6 +90,7 @@ func newTestCluster(t testing.TB, ids []string, tune func(*Config)) *testCluster
 	c := &testCluster{
 		t:      t,
 		net:    NewMemNetwork(),
+		topo:   topology.NewMemStore(),
 		clock:  newManualClock(),
 		ids:    ids,
 		tune:   tune,
@@ -87,10 +99,9 @@ func newTestCluster(t testing.TB, ids []string, tune func(*Config)) *testCluster
 		fs:     map[string]*lsm.MemFS{},
 		dirs:   map[string]string{},
 	}
-	root := t.TempDir()
+	c.root = t.TempDir()
 	for _, id := range ids {
-		c.fs[id] = lsm.NewMemFS()
-		c.dirs[id] = filepath.Join(root, id)
+		c.addDirs(id)
 	}
 	t.Cleanup(c.closeAll)
 	for _, id := range ids {
@@ -110,6 +121,7 @@ func (c *testCluster) config(id string) Config {
 		NeedPeers:      len(c.ids) - 1,
 		DataDir:        c.dirs[id],
 		Transport:      c.net.Transport(id),
+		Topology:       c.topo,
 		Clock:          c.clock,
 		Logger:         testLogger(c.t).With("test", c.t.Name()),
 	}
@@ -122,12 +134,17 @@ func (c *testCluster) config(id string) Config {
 // start opens id's store and starts its node (again after stop).
 func (c *testCluster) start(id string) *Node {
 	c.t.Helper()
-	db, err := lsm.Open(lsm.Options{Dir: "/db", FS: c.fs[id], Now: c.clock.Now})
+	c.mu.Lock()
+	fs := c.fs[id]
+	c.mu.Unlock()
+	hooks := &StoreHooks{}
+	db, err := lsm.Open(lsm.Options{Dir: "/db", FS: fs, Now: c.clock.Now,
+		OnApply: hooks.OnApply, TombstoneHorizon: hooks.TombstoneHorizon})
 	if err != nil {
 		c.t.Fatalf("open store %s: %v", id, err)
 	}
 	cfg := c.config(id)
-	cfg.Store = db
+	cfg.Store, cfg.Hooks = db, hooks
 	n, err := New(cfg)
 	if err != nil {
 		c.t.Fatalf("new %s: %v", id, err)
@@ -186,15 +203,19 @@ func (c *testCluster) closeAll() {
 	}
 }
 
-// waitConverged waits until every running node is ready, knows every ID in
-// its ring and sees every running node alive.
+// waitConverged waits until every running node is ready, acts on the
+// stored topology and sees every running node alive.
 func (c *testCluster) waitConverged() {
 	c.t.Helper()
 	waitFor(c.t, 10*time.Second, "cluster converged", func() bool {
+		_, rev, err := c.topo.Load(context.Background())
+		if err != nil {
+			return false
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, n := range c.nodes {
-			if n.Ready() != nil || n.mem.ring().Len() != len(c.ids) {
+			if n.Ready() != nil || n.view().rev != rev {
 				return false
 			}
 			for id := range c.nodes {
@@ -205,6 +226,15 @@ func (c *testCluster) waitConverged() {
 		}
 		return true
 	})
+}
+
+// members returns the IDs of the stored topology's members in the states.
+func (c *testCluster) members(states ...topology.State) []string {
+	t, _, err := c.topo.Load(context.Background())
+	if err != nil {
+		c.t.Fatalf("load topology: %v", err)
+	}
+	return t.IDs(states...)
 }
 
 // markDown advances the clock past DownAfter and waits until every running

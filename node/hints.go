@@ -210,8 +210,11 @@ func (h *hintStore) close() error { return h.db.Close() }
 // past the key's preference list when there is one, else here. It runs in
 // the background of a write.
 func (n *Node) hint(target string, rec lsm.Record, prefs []string) {
-	r := n.mem.ring()
-	if r.Len() > len(prefs) {
+	if n.cfg.DisableHints {
+		return
+	}
+	if v := n.view(); v != nil && v.place.Current.Len() > len(prefs) {
+		r := v.place.Current
 		for _, id := range r.PreferenceList(rec.Key, r.Len())[len(prefs):] {
 			if id == target || !n.mem.alive(id) {
 				continue
@@ -245,6 +248,14 @@ func (n *Node) hint(target string, rec lsm.Record, prefs []string) {
 	}
 }
 
+// holds reports whether target replicates key now or will once the pending
+// change commits, in this node's topology: a hint for a key it does not
+// hold is dropped instead of delivered.
+func (n *Node) holds(target string, key []byte) bool {
+	v := n.view()
+	return v != nil && v.place.Holds(target, v.place.Current.Hash(key))
+}
+
 func (n *Node) wakeHandoff() {
 	select {
 	case n.wakeHO <- struct{}{}:
@@ -268,6 +279,10 @@ func (n *Node) handoffLoop(ctx context.Context) {
 		for target := range n.hints.pendingByTarget() {
 			if ctx.Err() != nil {
 				return
+			}
+			if v := n.view(); v != nil && v.rev > 0 && !v.topo.IsMember(target) {
+				n.dropHints(target)
+				continue
 			}
 			if target == n.self || n.mem.alive(target) {
 				n.handoff(ctx, target)
@@ -307,6 +322,10 @@ func (n *Node) handoff(ctx context.Context, target string) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
+				if !n.holds(target, ph.rec.Key) {
+					n.removeHint(ph, target)
+					return
+				}
 				err := n.deliver(ctx, target, ph.rec)
 				if err != nil {
 					if errors.Is(err, ErrUnreachable) || ctx.Err() != nil {
@@ -343,6 +362,35 @@ func (n *Node) handoff(ctx context.Context, target string) {
 	}
 }
 
+// dropHints deletes every hint held for target, which left the ring: its
+// ranges were streamed to their new replicas.
+func (n *Node) dropHints(target string) {
+	var after []byte
+	for {
+		batch, err := n.hints.batch(target, after, 512)
+		if len(batch) == 0 || err != nil {
+			if err != nil {
+				n.log.Error("read hints", "target", target, "err", err)
+			}
+			n.log.Info("dropped the hints of a removed member", "target", target)
+			return
+		}
+		for _, ph := range batch {
+			n.removeHint(ph, target)
+		}
+		after = batch[len(batch)-1].hk
+	}
+}
+
+// removeHint deletes a hint that is not to be delivered.
+func (n *Node) removeHint(ph pendingHint, target string) {
+	if err := n.hints.remove(ph.hk, target, ph.version); err != nil {
+		n.log.Error("delete hint", "target", target, "err", err)
+		return
+	}
+	n.met.hintsDropped.Inc()
+}
+
 // deliver sends rec to target's replica and checks that the target now holds
 // it or a newer version.
 func (n *Node) deliver(ctx context.Context, target string, rec lsm.Record) error {
@@ -355,7 +403,7 @@ func (n *Node) deliver(ctx context.Context, target string, rec lsm.Record) error
 	}
 	rctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	rep, err := n.tr.Request(rctx, target, OpPut, encodePut(&rec))
+	rep, err := n.tr.Request(rctx, target, OpPut, encodePut(n.epoch(), &rec))
 	if err != nil {
 		return err
 	}

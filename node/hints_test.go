@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/topology"
 )
 
 func openTestHints(t *testing.T, dir string, clock *manualClock) *hintStore {
@@ -118,7 +119,8 @@ func TestSplitHintKey(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	base := func() Config {
-		return Config{ID: "n1", DataDir: t.TempDir(), Store: nopStore{}, Transport: NewMemNetwork().Transport("n1")}
+		return Config{ID: "n1", DataDir: t.TempDir(), Store: nopStore{}, Transport: NewMemNetwork().Transport("n1"),
+			Topology: topology.NewMemStore()}
 	}
 	c := base()
 	if err := c.Validate(); err != nil {
@@ -150,6 +152,8 @@ func TestConfigValidate(t *testing.T) {
 		"no DataDir":     func(c *Config) { c.DataDir = "" },
 		"no Store":       func(c *Config) { c.Store = nil },
 		"no Transport":   func(c *Config) { c.Transport = nil },
+		"no Topology":    func(c *Config) { c.Topology = nil },
+		"StreamFallback": func(c *Config) { c.StreamFallbackAfter = -1 },
 	} {
 		c := base()
 		mod(&c)
@@ -161,6 +165,8 @@ func TestConfigValidate(t *testing.T) {
 
 type nopStore struct{}
 
-func (nopStore) Apply(lsm.Record) (lsm.Version, bool, error)      { return lsm.Version{}, false, nil }
-func (nopStore) Get([]byte) (lsm.Record, error)                   { return lsm.Record{}, lsm.ErrNotFound }
-func (nopStore) Scan([]byte, []byte, func(lsm.Record) bool) error { return nil }
+func (nopStore) Apply(lsm.Record) (lsm.Version, bool, error)                { return lsm.Version{}, false, nil }
+func (nopStore) Get([]byte) (lsm.Record, error)                             { return lsm.Record{}, lsm.ErrNotFound }
+func (nopStore) Scan([]byte, []byte, func(lsm.Record) bool) error           { return nil }
+func (nopStore) Purge([]byte, lsm.Version) (bool, error)                    { return false, nil }
+func (nopStore) ScanAt([]byte, []byte, func(), func(lsm.Record) bool) error { return nil }

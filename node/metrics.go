@@ -13,17 +13,27 @@ import (
 // collector carries the constant label node=<ID>, so that several nodes of
 // one process (tests, `kvs dev`) can share a registry.
 type metrics struct {
-	requests       *prometheus.CounterVec
-	latency        *prometheus.HistogramVec
-	replicaErrors  *prometheus.CounterVec
-	badRequests    *prometheus.CounterVec
-	hintsStored    prometheus.Counter
-	hintsForwarded prometheus.Counter
-	hintsDelivered prometheus.Counter
-	readRepairs    prometheus.Counter
-	restamps       prometheus.Counter
-	aeRounds       prometheus.Counter
-	aeKeysPushed   prometheus.Counter
+	requests          *prometheus.CounterVec
+	latency           *prometheus.HistogramVec
+	replicaErrors     *prometheus.CounterVec
+	badRequests       *prometheus.CounterVec
+	hintsStored       prometheus.Counter
+	hintsForwarded    prometheus.Counter
+	hintsDelivered    prometheus.Counter
+	readRepairs       prometheus.Counter
+	restamps          prometheus.Counter
+	aeRounds          prometheus.Counter
+	aeKeysPushed      prometheus.Counter
+	aeKeysPulled      prometheus.Counter
+	aeBytes           prometheus.Counter
+	aeRangesDiffering prometheus.Counter
+	gossipDropped     *prometheus.CounterVec
+	staleRefused      prometheus.Counter
+	staleRetries      prometheus.Counter
+	streamKeys        prometheus.Counter
+	streamBytes       prometheus.Counter
+	cleanupPurged     prometheus.Counter
+	hintsDropped      prometheus.Counter
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -73,6 +83,46 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "kvs", Subsystem: "node", Name: "antientropy_keys_pushed_total",
 			Help: "Records pushed to a peer that lacked them or held them older, by anti-entropy.",
 		}),
+		aeKeysPulled: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "antientropy_keys_pulled_total",
+			Help: "Records pulled from a peer that held them newer, by anti-entropy.",
+		}),
+		aeBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "antientropy_bytes_sent_total",
+			Help: "Bytes of anti-entropy requests (roots, leaves, key lists) this node sent.",
+		}),
+		aeRangesDiffering: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "antientropy_ranges_differing_total",
+			Help: "Ranges whose hash tree roots differed from a peer's in an anti-entropy round.",
+		}),
+		gossipDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "gossip_dropped_total",
+			Help: "Heartbeats dropped unread, by reason: oversized, malformed, foreign (another cluster, a bad ID, this node's own ID), not_member.",
+		}, []string{"reason"}),
+		staleRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "stale_epoch_refused_total",
+			Help: "Replica requests refused because their coordinator planned them at an older topology epoch.",
+		}),
+		staleRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "stale_epoch_retries_total",
+			Help: "Client requests planned again after a replica reported a newer topology epoch.",
+		}),
+		streamKeys: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "stream_keys_total",
+			Help: "Records received by streaming ranges this node gained in a topology change.",
+		}),
+		streamBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "stream_bytes_total",
+			Help: "Key and value bytes received by streaming ranges this node gained.",
+		}),
+		cleanupPurged: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "cleanup_keys_total",
+			Help: "Records dropped because this node no longer replicates their range.",
+		}),
+		hintsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "hints_dropped_total",
+			Help: "Hints dropped because their target no longer replicates the key or left the ring.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -81,27 +131,32 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 	cs := []prometheus.Collector{
 		m.requests, m.latency, m.replicaErrors, m.badRequests,
 		m.hintsStored, m.hintsForwarded, m.hintsDelivered, m.readRepairs, m.restamps,
-		m.aeRounds, m.aeKeysPushed,
+		m.aeRounds, m.aeKeysPushed, m.aeKeysPulled, m.aeBytes, m.aeRangesDiffering, m.gossipDropped, m.staleRefused, m.staleRetries,
+		m.streamKeys, m.streamBytes, m.cleanupPurged, m.hintsDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "hints_pending",
 			Help: "Hints held by this node, not yet delivered.",
 		}, func() float64 { return float64(n.hints.total()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "ring_members",
-			Help: "Members of the ring as this node knows it.",
-		}, func() float64 { return float64(n.mem.ring().Len()) }),
+			Help: "Members of the ring (joining, normal and leaving) as this node knows it.",
+		}, func() float64 { return float64(len(n.Status().Members)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "members_alive",
 			Help: "Ring members this node considers alive (itself included).",
 		}, func() float64 {
 			alive := 0
-			for _, m := range n.mem.snapshot() {
-				if m.alive {
+			for _, m := range n.Status().Members {
+				if m.Alive {
 					alive++
 				}
 			}
 			return float64(alive)
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "topology_epoch",
+			Help: "The topology epoch this node acts on.",
+		}, func() float64 { return float64(n.epoch()) }),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -29,10 +29,13 @@
 // (with W + R > N), whatever the coordinators' wall clocks say. With W = 1
 // that ordering holds only as far as the clocks agree.
 //
-// Membership. Each node broadcasts a small JSON heartbeat every
-// GossipInterval; a peer unheard for DownAfter is down. Every node heard of
-// joins the ring, which is persisted in DataDir and never shrinks by
-// liveness: liveness decides only where requests go.
+// Topology. The ring is metadata kept in a replicated store (package
+// topology): members change only through explicit commands, one change at
+// a time, each with an epoch. topo.go adopts the stored topology, founds or
+// joins the cluster and fences requests by epoch; streaming.go moves the
+// data of a change; cleanup.go drops ranges a node no longer holds. Gossip
+// (membership.go) says only who is alive: liveness decides where requests
+// go, never who owns what.
 package node
 
 import (
@@ -40,12 +43,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/topology"
 )
 
 // Sentinel errors callers branch on; returned errors wrap them with context.
@@ -80,8 +85,30 @@ type Node struct {
 	hints  *hintStore
 	met    *metrics
 	wakeHO chan struct{}
-	// aePageBytes bounds a sync reply page (aeSyncPageBytes).
+	// aePageBytes bounds a keys reply page (aeKeysPageBytes).
 	aePageBytes int
+
+	// Anti-entropy (antientropy.go).
+	trees      atomic.Pointer[treeSet]
+	rebuilding atomic.Bool
+	syncMu     sync.Mutex
+	synced     map[string]uint64 // peer -> HLC reading at the start of the last round that left nothing to repair
+
+	// Topology (topo.go).
+	cur        atomic.Pointer[view]
+	gate       sync.RWMutex // held shared by requests, exclusively to move to a new epoch
+	adoptMu    sync.Mutex   // serializes adopt
+	topoWake   chan struct{}
+	behind     atomic.Bool   // a request came from a newer epoch
+	wasMember  atomic.Bool   // this node has been a member since it started
+	maintained atomic.Uint64 // last epoch the store was maintained for
+	waiting    atomic.Pointer[string]
+	logged     sync.Map // keys of errors logged once
+	left       chan struct{}
+	leftOnce   sync.Once
+	streaming  streamRun     // the gainer's pull in progress (streaming.go)
+	cleaned    atomic.Uint64 // last epoch a cleanup pass completed at (cleanup.go)
+	cleaning   atomic.Bool   // a cleanup pass runs
 
 	started atomic.Bool
 	cancel  context.CancelFunc
@@ -93,29 +120,38 @@ type Node struct {
 	bg     sync.WaitGroup
 }
 
-// New validates cfg, loads the persisted ring and opens the hint store. The
+// New validates cfg, loads the node's last known topology and opens the
+// hint store. The
 // node serves nothing until Start.
 func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	n := &Node{
-		cfg:    cfg,
-		log:    cfg.Logger.With("node", cfg.ID),
-		self:   cfg.ID,
-		selfV:  NodeHash(cfg.ID),
-		clock:  newHLC(cfg.Clock),
-		store:  cfg.Store,
-		tr:     cfg.Transport,
-		wakeHO: make(chan struct{}, 1),
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.ID),
+		self:     cfg.ID,
+		selfV:    NodeHash(cfg.ID),
+		clock:    newHLC(cfg.Clock),
+		store:    cfg.Store,
+		tr:       cfg.Transport,
+		wakeHO:   make(chan struct{}, 1),
+		topoWake: make(chan struct{}, 1),
+		left:     make(chan struct{}),
 
-		aePageBytes: aeSyncPageBytes,
+		aePageBytes: aeKeysPageBytes,
 	}
-	mem, err := newMembership(&n.cfg, n.log, n.wakeHandoff)
-	if err != nil {
+	n.mem = newMembership(&n.cfg, n.log, n.wakeHandoff, func(reason string) { n.met.gossipDropped.WithLabelValues(reason).Inc() })
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	var err error
+	if n.met, err = newMetrics(n, cfg.Registerer); err != nil {
 		return nil, err
 	}
-	n.mem = mem
+	if err := n.loadLocalTopology(); err != nil {
+		return nil, err
+	}
 	hdb, err := openHintDB(filepath.Join(cfg.DataDir, "hints"), cfg.Clock, n.log)
 	if err != nil {
 		return nil, fmt.Errorf("node: open hint store: %w", err)
@@ -125,10 +161,8 @@ func New(cfg Config) (*Node, error) {
 		hdb.Close()
 		return nil, fmt.Errorf("node: open hint store: %w", err)
 	}
-	n.met, err = newMetrics(n, cfg.Registerer)
-	if err != nil {
-		hdb.Close()
-		return nil, err
+	if cfg.Hooks != nil {
+		cfg.Hooks.n.Store(n)
 	}
 	return n, nil
 }
@@ -147,7 +181,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	for op, h := range map[string]Handler{
 		OpPut: n.handlePut, OpGet: n.handleGet, OpHint: n.handleHint,
-		OpDigest: n.handleDigest, OpSync: n.handleSync,
+		OpRoots: n.handleRoots, OpLeaves: n.handleLeaves, OpKeys: n.handleKeys, OpStream: n.handleStream,
 	} {
 		unsub, err := n.tr.Handle(op, h)
 		if err != nil {
@@ -164,15 +198,15 @@ func (n *Node) Start(ctx context.Context) error {
 	n.unsubs = append(n.unsubs, unsub)
 	lctx, cancel := context.WithCancel(ctx)
 	n.cancel = cancel
-	n.loops.Add(2)
+	n.loops.Add(3)
 	go n.gossipLoop(lctx)
 	go n.handoffLoop(lctx)
+	go n.topologyLoop(lctx)
 	if n.cfg.AntiEntropyInterval > 0 {
 		n.loops.Add(1)
 		go n.antiEntropyLoop(lctx)
 	}
-	n.mem.setStarted()
-	n.log.Info("node started", "cluster", n.cfg.Cluster, "members", n.mem.ring().Members(),
+	n.log.Info("node started", "cluster", n.cfg.Cluster, "epoch", n.epoch(),
 		"ready", n.Ready() == nil, "n", n.cfg.N, "w", n.cfg.W, "r", n.cfg.R)
 	return nil
 }
@@ -228,8 +262,44 @@ func (n *Node) goBG(f func()) bool {
 }
 
 // Ready returns nil when the node can coordinate requests, else an error
-// wrapping ErrNotReady that says why.
-func (n *Node) Ready() error { return n.mem.ready() }
+// wrapping ErrNotReady that says why. A node is ready once it knows a
+// topology that counts it as a member (joining, normal or leaving) and
+// agrees with its N and VNodes.
+func (n *Node) Ready() error {
+	n.bgMu.Lock()
+	closed := n.closed
+	n.bgMu.Unlock()
+	switch {
+	case closed:
+		return fmt.Errorf("%w: closed", ErrNotReady)
+	case !n.started.Load():
+		return fmt.Errorf("%w: not started", ErrNotReady)
+	}
+	v := n.view()
+	if v == nil {
+		return fmt.Errorf("%w: no topology yet: %s", ErrNotReady, n.waitingFor())
+	}
+	select {
+	case <-n.left:
+		return fmt.Errorf("%w: %w at epoch %d", ErrNotReady, ErrRemoved, v.topo.Epoch)
+	default:
+	}
+	if !v.topo.IsMember(n.self) {
+		return fmt.Errorf("%w: not a member of the ring yet: %s", ErrNotReady, n.waitingFor())
+	}
+	if v.topo.N != n.cfg.N || v.topo.VNodes != n.cfg.VNodes {
+		return fmt.Errorf("%w: configured with N=%d and %d vnodes, but the cluster has N=%d and %d vnodes",
+			ErrNotReady, n.cfg.N, n.cfg.VNodes, v.topo.N, v.topo.VNodes)
+	}
+	return nil
+}
+
+func (n *Node) waitingFor() string {
+	if s := n.waiting.Load(); s != nil && *s != "" {
+		return *s
+	}
+	return "starting"
+}
 
 // LocalGet returns this node's own replica of key, tombstones included, or an
 // error wrapping ErrNotFound.
@@ -328,25 +398,33 @@ const MaxClockAhead = time.Hour
 type ClusterStatus struct {
 	// Self is this node's ID; Cluster the cluster name.
 	Self, Cluster string
+	// Epoch is the topology epoch this node acts on (0: none yet).
+	Epoch uint64
 	// N, W, R are the effective replication factor and default quorums
 	// (capped at the number of ring members).
 	N, W, R int
 	// Ready reports whether the node coordinates requests.
 	Ready bool
-	// Members are the ring members, sorted by ID.
+	// Members are the ring's members (removed ones left out), sorted by ID.
 	Members []MemberStatus
 }
 
 // MemberStatus is one ring member as this node sees it.
 type MemberStatus struct {
-	// ID is the member's node ID; HTTPAddr the address from its heartbeats.
+	// ID is the member's node ID; HTTPAddr the address from its heartbeats
+	// (or the one it joined with, before it is heard).
 	ID, HTTPAddr string
+	// State is the member's state in the topology: joining, normal or
+	// leaving.
+	State string
 	// Alive reports whether the member was heard from within DownAfter
 	// (always true for the node itself).
 	Alive bool
 	// LastSeen is when its last heartbeat arrived (zero if never since
 	// this node started; now for the node itself).
 	LastSeen time.Time
+	// Epoch is the topology epoch its last heartbeat reported.
+	Epoch uint64
 	// Ownership is the fraction of the key space for which it is the
 	// first replica.
 	Ownership float64
@@ -356,27 +434,31 @@ type MemberStatus struct {
 
 // Status returns this node's view of the cluster.
 func (n *Node) Status() ClusterStatus {
-	r := n.mem.ring()
-	nEff := min(n.cfg.N, max(r.Len(), 1))
-	st := ClusterStatus{
-		Self:    n.self,
-		Cluster: n.cfg.Cluster,
-		N:       nEff,
-		W:       min(n.cfg.W, nEff),
-		R:       min(n.cfg.R, nEff),
-		Ready:   n.Ready() == nil,
+	st := ClusterStatus{Self: n.self, Cluster: n.cfg.Cluster, Ready: n.Ready() == nil}
+	v := n.view()
+	if v == nil {
+		return st
 	}
-	own := r.Ownership()
+	nEff := min(v.topo.N, max(v.place.Current.Len(), 1))
+	st.Epoch, st.N, st.W, st.R = v.topo.Epoch, nEff, min(n.cfg.W, nEff), min(n.cfg.R, nEff)
+	own := v.place.Current.Ownership()
 	pending := n.hints.pendingByTarget()
-	for _, m := range n.mem.snapshot() {
-		st.Members = append(st.Members, MemberStatus{
-			ID:           m.id,
-			HTTPAddr:     m.http,
-			Alive:        m.alive,
-			LastSeen:     m.lastSeen,
-			Ownership:    own[m.id],
-			HintsPending: pending[m.id],
-		})
+	now := n.cfg.Clock.Now()
+	for _, m := range v.topo.Members {
+		if m.State == topology.Removed {
+			continue
+		}
+		ms := MemberStatus{ID: m.ID, HTTPAddr: m.HTTP, State: string(m.State), Ownership: own[m.ID], HintsPending: pending[m.ID]}
+		if m.ID == n.self {
+			ms.HTTPAddr, ms.Alive, ms.LastSeen, ms.Epoch = n.cfg.HTTPAddr, true, now, v.topo.Epoch
+		} else {
+			p := n.mem.peer(m.ID)
+			ms.Alive, ms.LastSeen, ms.Epoch = p.alive, p.lastSeen, p.epoch
+			if p.http != "" {
+				ms.HTTPAddr = p.http
+			}
+		}
+		st.Members = append(st.Members, ms)
 	}
 	return st
 }

@@ -13,12 +13,16 @@ import (
 // handlePut applies a record to this node's replica and acks with the
 // version held afterwards.
 func (n *Node) handlePut(req []byte) []byte {
-	rec, err := decodePut(req)
+	epoch, rec, err := decodePut(req)
 	if err != nil {
 		n.met.badRequests.WithLabelValues(OpPut).Inc()
 		return encodeError(err)
 	}
-	held, applied, err := n.LocalApply(rec)
+	var held lsm.Version
+	var applied bool
+	if se := n.fence(epoch, func() { held, applied, err = n.LocalApply(rec) }); se != nil {
+		return encodeStale(se.Epoch)
+	}
 	if err != nil {
 		return encodeError(err)
 	}
@@ -27,12 +31,15 @@ func (n *Node) handlePut(req []byte) []byte {
 
 // handleGet returns this node's replica of a key.
 func (n *Node) handleGet(req []byte) []byte {
-	key, err := decodeGet(req)
+	epoch, key, err := decodeGet(req)
 	if err != nil {
 		n.met.badRequests.WithLabelValues(OpGet).Inc()
 		return encodeError(err)
 	}
-	rec, err := n.store.Get(key)
+	var rec lsm.Record
+	if se := n.fence(epoch, func() { rec, err = n.store.Get(key) }); se != nil {
+		return encodeStale(se.Epoch)
+	}
 	switch {
 	case errors.Is(err, lsm.ErrNotFound):
 		return encodeGetReply(nil)

@@ -18,13 +18,23 @@ import (
 //	             [expiry:varint if flags&2] value:bytes
 //	             flags: 1 = tombstone, 2 = has expiry
 //
-//	put req    = 0x01 record
-//	get req    = 0x02 key:bytes
+//	put req    = 0x01 epoch:uvarint record
+//	get req    = 0x02 epoch:uvarint key:bytes
 //	hint req   = 0x03 target:bytes record
 //	ack        = 0x81 held.counter:uvarint held.node:uvarint applied:byte(0|1)
 //	get reply  = 0x82 found:byte(0|1) [record if found]
 //	ok         = 0x83
+//	stale      = 0x87 epoch:uvarint
+//
+// Anti-entropy uses 0x04, 0x05, 0x84 and 0x85 (antientropy.go), streaming
+// 0x06 and 0x86 (package stream); no two messages share a type byte.
+//
 //	error      = 0xff message:bytes
+//
+// A put or get carries the topology epoch its coordinator planned it at. A
+// replica at a later epoch refuses it with a stale reply naming its own
+// epoch (the coordinator catches up and plans again): see fence in
+// topo.go.
 //
 // Decoders return errors wrapping ErrMalformed and never panic; decoded
 // slices alias the input buffer, which the transport hands over to the
@@ -36,6 +46,7 @@ const (
 	msgAck      byte = 0x81
 	msgGetReply byte = 0x82
 	msgOK       byte = 0x83
+	msgStale    byte = 0x87
 	msgError    byte = 0xff
 
 	flagTombstone byte = 1
@@ -53,6 +64,25 @@ type RemoteError struct {
 
 // Error returns the remote message, prefixed with "remote: ".
 func (e *RemoteError) Error() string { return "remote: " + e.Msg }
+
+// ErrStaleEpoch is wrapped by a StaleError: a replica refused a request
+// planned at an older topology epoch than its own.
+var ErrStaleEpoch = errors.New("node: stale topology epoch")
+
+// StaleError is a replica's refusal of a request planned at an older
+// topology epoch. The coordinator catches up and plans the request again.
+type StaleError struct {
+	// Epoch is the replica's epoch.
+	Epoch uint64
+}
+
+// Error says the replica's epoch.
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("replica at topology epoch %d refused a request from an older epoch", e.Epoch)
+}
+
+// Unwrap returns ErrStaleEpoch.
+func (e *StaleError) Unwrap() error { return ErrStaleEpoch }
 
 // maxTargetBytes bounds the node ID carried by a hint.
 const maxTargetBytes = 255
@@ -82,14 +112,20 @@ func appendRecord(b []byte, r *lsm.Record) []byte {
 
 func recordSize(r *lsm.Record) int { return len(r.Key) + len(r.Value) + 2*binary.MaxVarintLen64 + 24 }
 
-func encodePut(r *lsm.Record) []byte {
-	b := make([]byte, 0, 1+recordSize(r))
-	return appendRecord(append(b, msgPut), r)
+func encodePut(epoch uint64, r *lsm.Record) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+recordSize(r))
+	b = binary.AppendUvarint(append(b, msgPut), epoch)
+	return appendRecord(b, r)
 }
 
-func encodeGet(key []byte) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(key))
-	return appendBytes(append(b, msgGet), key)
+func encodeGet(epoch uint64, key []byte) []byte {
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(key))
+	b = binary.AppendUvarint(append(b, msgGet), epoch)
+	return appendBytes(b, key)
+}
+
+func encodeStale(epoch uint64) []byte {
+	return binary.AppendUvarint([]byte{msgStale}, epoch)
 }
 
 func encodeHint(target string, r *lsm.Record) []byte {
@@ -269,31 +305,40 @@ func (r *reader) start(want byte) error {
 		}
 		return &RemoteError{Msg: string(msg)}
 	}
+	if t == msgStale && want != msgStale {
+		epoch := r.uvarint()
+		if err := r.end(); err != nil {
+			return err
+		}
+		return &StaleError{Epoch: epoch}
+	}
 	if t != want {
 		r.fail("message type %#x, want %#x", t, want)
 	}
 	return r.err
 }
 
-func decodePut(b []byte) (lsm.Record, error) {
+func decodePut(b []byte) (epoch uint64, rec lsm.Record, err error) {
 	r := reader{b: b}
 	if err := r.start(msgPut); err != nil {
-		return lsm.Record{}, err
+		return 0, lsm.Record{}, err
 	}
-	rec := r.record()
-	return rec, r.end()
+	epoch = r.uvarint()
+	rec = r.record()
+	return epoch, rec, r.end()
 }
 
-func decodeGet(b []byte) ([]byte, error) {
+func decodeGet(b []byte) (epoch uint64, key []byte, err error) {
 	r := reader{b: b}
 	if err := r.start(msgGet); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	key := r.bytes("key", MaxKeyBytes)
+	epoch = r.uvarint()
+	key = r.bytes("key", MaxKeyBytes)
 	if r.err == nil && len(key) == 0 {
 		r.fail("empty key")
 	}
-	return key, r.end()
+	return epoch, key, r.end()
 }
 
 func decodeHint(b []byte) (string, lsm.Record, error) {

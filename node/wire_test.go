@@ -26,9 +26,9 @@ func sameRecord(a, b lsm.Record) bool {
 
 func TestWireRoundTrip(t *testing.T) {
 	for _, rec := range wireRecords {
-		got, err := decodePut(encodePut(&rec))
-		if err != nil || !sameRecord(got, rec) {
-			t.Errorf("put %v: got %v, %v", rec.Version, got.Version, err)
+		epoch, got, err := decodePut(encodePut(77, &rec))
+		if err != nil || epoch != 77 || !sameRecord(got, rec) {
+			t.Errorf("put %v: got epoch %d %v, %v", rec.Version, epoch, got.Version, err)
 		}
 		target, got, err := decodeHint(encodeHint("node-1", &rec))
 		if err != nil || target != "node-1" || !sameRecord(got, rec) {
@@ -42,9 +42,9 @@ func TestWireRoundTrip(t *testing.T) {
 		if err != nil || !sameRecord(got, rec) {
 			t.Errorf("record %v: got %v, %v", rec.Version, got.Version, err)
 		}
-		key, err := decodeGet(encodeGet(rec.Key))
-		if err != nil || !bytes.Equal(key, rec.Key) {
-			t.Errorf("get %q: got %q, %v", rec.Key, key, err)
+		epoch, key, err := decodeGet(encodeGet(78, rec.Key))
+		if err != nil || epoch != 78 || !bytes.Equal(key, rec.Key) {
+			t.Errorf("get %q: got epoch %d %q, %v", rec.Key, epoch, key, err)
 		}
 	}
 	if _, found, err := decodeGetReply(encodeGetReply(nil)); err != nil || found {
@@ -75,20 +75,20 @@ func TestWireRoundTrip(t *testing.T) {
 }
 
 func TestWireRejects(t *testing.T) {
-	good := encodePut(&wireRecords[0])
+	good := encodePut(1, &wireRecords[0])
 	for _, tc := range []struct {
 		name string
 		b    []byte
 	}{
 		{"empty", nil},
 		{"type only", []byte{msgPut}},
-		{"wrong type", encodeGet([]byte("k"))},
+		{"wrong type", encodeGet(1, []byte("k"))},
 		{"truncated", good[:len(good)-1]},
 		{"trailing", append(bytes.Clone(good), 0)},
-		{"empty key", encodePut(&lsm.Record{Version: lsm.Version{Counter: 1}})},
-		{"key too long", encodePut(&lsm.Record{Key: make([]byte, MaxKeyBytes+1), Version: lsm.Version{Counter: 1}})},
-		{"zero version", encodePut(&lsm.Record{Key: []byte("k")})},
-		{"tombstone with value", encodePut(&lsm.Record{Key: []byte("k"), Value: []byte("v"), Tombstone: true, Version: lsm.Version{Counter: 1}})},
+		{"empty key", encodePut(1, &lsm.Record{Version: lsm.Version{Counter: 1}})},
+		{"key too long", encodePut(1, &lsm.Record{Key: make([]byte, MaxKeyBytes+1), Version: lsm.Version{Counter: 1}})},
+		{"zero version", encodePut(1, &lsm.Record{Key: []byte("k")})},
+		{"tombstone with value", encodePut(1, &lsm.Record{Key: []byte("k"), Value: []byte("v"), Tombstone: true, Version: lsm.Version{Counter: 1}})},
 		{"unknown flags", []byte{msgPut, 1, 'k', 1, 0, 0x80, 0}},
 		{"expiry flag zero", []byte{msgPut, 1, 'k', 1, 0, flagExpiry, 0, 0}},
 		{"node over 32 bits", []byte{msgPut, 1, 'k', 1, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0}},
@@ -96,7 +96,7 @@ func TestWireRejects(t *testing.T) {
 		{"value past end", []byte{msgPut, 1, 'k', 1, 0, 0, 5, 'a'}},
 		{"huge length", []byte{msgPut, 1, 'k', 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 	} {
-		if _, err := decodePut(tc.b); !errors.Is(err, ErrMalformed) {
+		if _, err := decodePutRecord(tc.b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", tc.name, err)
 		}
 	}
@@ -109,19 +109,24 @@ func TestWireRejects(t *testing.T) {
 	if _, _, err := decodeGetReply([]byte{msgGetReply, 1}); !errors.Is(err, ErrMalformed) {
 		t.Errorf("get reply found without record: %v", err)
 	}
-	if _, err := decodeGet([]byte{msgGet, 0}); !errors.Is(err, ErrMalformed) {
+	if _, _, err := decodeGet([]byte{msgGet, 1, 0}); !errors.Is(err, ErrMalformed) {
 		t.Errorf("get with empty key: %v", err)
+	}
+	var se *StaleError
+	if _, _, err := decodeAck(encodeStale(9)); !errors.As(err, &se) || se.Epoch != 9 || !errors.Is(err, ErrStaleEpoch) {
+		t.Errorf("stale reply: %v", err)
 	}
 }
 
 func seedWire(f *testing.F) {
 	for _, rec := range wireRecords[:3] {
-		f.Add(encodePut(&rec))
+		f.Add(encodePut(3, &rec))
 		f.Add(encodeHint("n2", &rec))
 		f.Add(encodeGetReply(&rec))
 		f.Add(appendRecord(nil, &rec))
 	}
-	f.Add(encodeGet([]byte("key")))
+	f.Add(encodeGet(3, []byte("key")))
+	f.Add(encodeStale(4))
 	f.Add(encodeAck(lsm.Version{Counter: 1, Node: 2}, true))
 	f.Add(encodeGetReply(nil))
 	f.Add(encodeError(errors.New("boom")))
@@ -135,12 +140,12 @@ func seedWire(f *testing.F) {
 func FuzzDecodePut(f *testing.F) {
 	seedWire(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rec, err := decodePut(b)
+		epoch, rec, err := decodePut(b)
 		if err != nil {
 			return
 		}
-		again, err := decodePut(encodePut(&rec))
-		if err != nil || !sameRecord(rec, again) {
+		e2, again, err := decodePut(encodePut(epoch, &rec))
+		if err != nil || e2 != epoch || !sameRecord(rec, again) {
 			t.Fatalf("re-encoding %+v: %+v, %v", rec, again, err)
 		}
 	})
@@ -163,12 +168,12 @@ func FuzzDecodeHint(f *testing.F) {
 func FuzzDecodeGet(f *testing.F) {
 	seedWire(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		key, err := decodeGet(b)
+		epoch, key, err := decodeGet(b)
 		if err != nil {
 			return
 		}
-		again, err := decodeGet(encodeGet(key))
-		if err != nil || !bytes.Equal(key, again) {
+		e2, again, err := decodeGet(encodeGet(epoch, key))
+		if err != nil || e2 != epoch || !bytes.Equal(key, again) {
 			t.Fatalf("re-encoding %q: %q, %v", key, again, err)
 		}
 	})
@@ -200,4 +205,9 @@ func FuzzDecodeReplies(f *testing.F) {
 			}
 		}
 	})
+}
+
+func decodePutRecord(b []byte) (lsm.Record, error) {
+	_, rec, err := decodePut(b)
+	return rec, err
 }

@@ -134,3 +134,8 @@ func keyRequest(c *cli.Context, method, quorum string, body io.Reader, size int6
 	}
 	return newHTTPClient(c.Duration("timeout")).Do(req)
 }
+
+// decodeJSON decodes a JSON response body (at most 16 MiB) into v.
+func decodeJSON(resp *http.Response, v any) error {
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(v)
+}

@@ -22,35 +22,39 @@ import (
 	"github.com/kvs-db/kvs/gateway"
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node"
+	"github.com/kvs-db/kvs/node/topology"
 )
 
 // serveOptions is the validated command line of `kvs serve`.
 type serveOptions struct {
-	id            string
-	httpAddr      string   // listen address of the gateway
-	dataDir       string   // store in dataDir/store, ring and hints in dataDir
-	natsHost      string   // listen host of the NATS client and route ports
-	natsPort      int      // NATS client port
-	clusterPort   int      // NATS route port
-	advertise     string   // route address peers dial (host:port)
-	seeds         []string // route addresses of seed nodes
-	cluster       string
-	secret        string
-	n, w, r       int
-	vnodes        int
-	sync          lsm.SyncPolicy
-	syncInterval  time.Duration
-	tombGrace     time.Duration
-	quarantine    bool
-	antiEntropy   time.Duration
-	needPeers     int // -1: every seed other than this node
-	maxValue      int
-	gossip        time.Duration
-	downAfter     time.Duration
-	reqTimeout    time.Duration
-	shutdownAfter time.Duration
-	logLevel      string
-	logFormat     string
+	id               string
+	httpAddr         string   // listen address of the gateway
+	dataDir          string   // store in dataDir/store, ring and hints in dataDir
+	natsHost         string   // listen host of the NATS client and route ports
+	natsPort         int      // NATS client port
+	clusterPort      int      // NATS route port
+	advertise        string   // route address peers dial (host:port)
+	seeds            []string // route addresses of seed nodes
+	cluster          string
+	secret           string
+	n, w, r          int
+	vnodes           int
+	sync             lsm.SyncPolicy
+	syncInterval     time.Duration
+	tombGrace        time.Duration
+	quarantine       bool
+	antiEntropy      time.Duration
+	streamThroughput int64
+	hintedHandoff    bool
+	readRepair       bool
+	needPeers        int // -1: every seed other than this node
+	maxValue         int
+	gossip           time.Duration
+	downAfter        time.Duration
+	reqTimeout       time.Duration
+	shutdownAfter    time.Duration
+	logLevel         string
+	logFormat        string
 }
 
 // defaultNodeID is the host name up to its first dot when that is a valid
@@ -88,7 +92,10 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "tombstone-grace", Value: lsm.DefaultTombstoneGrace, Usage: "how long a delete's tombstone is kept before compaction may drop it; longer than any node stays away", EnvVars: envVars("tombstone-grace")},
 		&cli.BoolFlag{Name: "quarantine-corrupt", Usage: "on start, move a table that fails its checks aside and carry on (replicas repair its keys) instead of refusing to start", EnvVars: envVars("quarantine-corrupt")},
 		&cli.IntFlag{Name: "need-peers", Value: -1, Usage: "peers a node with no persisted ring must hear from before it is ready (-1: every seed other than itself; set 1 to join while a seed is down)", EnvVars: envVars("need-peers")},
-		&cli.DurationFlag{Name: "anti-entropy-interval", Value: node.DefaultAntiEntropyInterval, Usage: "period of anti-entropy rounds with peers; negative disables them", EnvVars: envVars("anti-entropy-interval")},
+		&cli.DurationFlag{Name: "anti-entropy-interval", Value: node.DefaultAntiEntropyInterval, Usage: "period of anti-entropy rounds (hash-tree comparisons) with peers; negative disables them", EnvVars: envVars("anti-entropy-interval")},
+		&cli.Int64Flag{Name: "stream-throughput", Value: node.DefaultStreamThroughput, Usage: "bytes per second a node pulls when it streams the ranges it gains in a join, decommission or removenode (negative: unlimited)", EnvVars: envVars("stream-throughput")},
+		&cli.BoolFlag{Name: "hinted-handoff", Value: true, Usage: "keep writes a replica missed as hints and hand them over when it returns", EnvVars: envVars("hinted-handoff")},
+		&cli.BoolFlag{Name: "read-repair", Value: true, Usage: "send the newest record to replicas a read found stale", EnvVars: envVars("read-repair")},
 		&cli.IntFlag{Name: "max-value-bytes", Value: node.DefaultMaxValueBytes, Usage: "largest value accepted", EnvVars: envVars("max-value-bytes")},
 		&cli.DurationFlag{Name: "gossip-interval", Value: node.DefaultGossipInterval, Usage: "heartbeat period", EnvVars: envVars("gossip-interval")},
 		&cli.DurationFlag{Name: "down-after", Usage: "silence after which a peer is down (default 3 gossip intervals)", EnvVars: envVars("down-after")},
@@ -126,30 +133,33 @@ func serveCommand() *cli.Command {
 // parseServeOptions reads and checks the flags of serve.
 func parseServeOptions(c *cli.Context) (serveOptions, error) {
 	o := serveOptions{
-		id:            c.String("id"),
-		httpAddr:      c.String("http"),
-		dataDir:       c.String("data"),
-		natsHost:      c.String("nats-host"),
-		natsPort:      c.Int("nats-port"),
-		clusterPort:   c.Int("cluster-port"),
-		cluster:       c.String("cluster"),
-		secret:        c.String("cluster-secret"),
-		n:             c.Int("n"),
-		w:             c.Int("w"),
-		r:             c.Int("r"),
-		vnodes:        c.Int("vnodes"),
-		maxValue:      c.Int("max-value-bytes"),
-		syncInterval:  c.Duration("sync-interval"),
-		tombGrace:     c.Duration("tombstone-grace"),
-		quarantine:    c.Bool("quarantine-corrupt"),
-		antiEntropy:   c.Duration("anti-entropy-interval"),
-		needPeers:     c.Int("need-peers"),
-		gossip:        c.Duration("gossip-interval"),
-		downAfter:     c.Duration("down-after"),
-		reqTimeout:    c.Duration("request-timeout"),
-		shutdownAfter: c.Duration("shutdown-timeout"),
-		logLevel:      c.String("log-level"),
-		logFormat:     c.String("log-format"),
+		id:               c.String("id"),
+		httpAddr:         c.String("http"),
+		dataDir:          c.String("data"),
+		natsHost:         c.String("nats-host"),
+		natsPort:         c.Int("nats-port"),
+		clusterPort:      c.Int("cluster-port"),
+		cluster:          c.String("cluster"),
+		secret:           c.String("cluster-secret"),
+		n:                c.Int("n"),
+		w:                c.Int("w"),
+		r:                c.Int("r"),
+		vnodes:           c.Int("vnodes"),
+		maxValue:         c.Int("max-value-bytes"),
+		syncInterval:     c.Duration("sync-interval"),
+		tombGrace:        c.Duration("tombstone-grace"),
+		quarantine:       c.Bool("quarantine-corrupt"),
+		antiEntropy:      c.Duration("anti-entropy-interval"),
+		streamThroughput: c.Int64("stream-throughput"),
+		hintedHandoff:    c.Bool("hinted-handoff"),
+		readRepair:       c.Bool("read-repair"),
+		needPeers:        c.Int("need-peers"),
+		gossip:           c.Duration("gossip-interval"),
+		downAfter:        c.Duration("down-after"),
+		reqTimeout:       c.Duration("request-timeout"),
+		shutdownAfter:    c.Duration("shutdown-timeout"),
+		logLevel:         c.String("log-level"),
+		logFormat:        c.String("log-format"),
 	}
 	var err error
 	if o.sync, err = lsm.ParseSyncPolicy(c.String("sync")); err != nil {
@@ -178,6 +188,8 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		return o, errors.New("--sync-interval must be positive")
 	case o.tombGrace <= 0:
 		return o, errors.New("--tombstone-grace must be positive")
+	case o.streamThroughput == 0:
+		return o, errors.New("--stream-throughput must not be 0 (negative means unlimited)")
 	}
 	if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
 		return o, fmt.Errorf("--http %q: %w", o.httpAddr, err)
@@ -308,6 +320,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	hooks := &node.StoreHooks{}
 	db, err := lsm.Open(lsm.Options{
 		Dir:               filepath.Join(o.dataDir, "store"),
 		Sync:              o.sync,
@@ -315,6 +328,8 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		TombstoneGrace:    o.tombGrace,
 		QuarantineCorrupt: o.quarantine,
 		Logger:            log.With("component", "lsm"),
+		OnApply:           hooks.OnApply,
+		TombstoneHorizon:  hooks.TombstoneHorizon,
 	})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -332,12 +347,18 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		Seeds:          o.seeds,
 		Secret:         o.secret,
 		RequestTimeout: o.reqTimeout,
+		JetStreamDir:   filepath.Join(o.dataDir, "jetstream"),
 		Logger:         base.With("component", "bus"),
 	})
 	if err != nil {
 		return fmt.Errorf("start bus: %w", err)
 	}
 	closers = append(closers, b.Close)
+	kv, err := b.KV(topology.DefaultBucket, min(3, 1+needPeers))
+	if err != nil {
+		return fmt.Errorf("topology bucket: %w", err)
+	}
+	topoStore := topology.NewKVStore(kv, b.RemovePeer, func(err error) { log.Error("topology store", "err", err) })
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -361,6 +382,11 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		NeedPeers:           needPeers,
 		DataDir:             o.dataDir,
 		Store:               db,
+		Hooks:               hooks,
+		Topology:            topoStore,
+		StreamThroughput:    o.streamThroughput,
+		DisableHints:        !o.hintedHandoff,
+		DisableReadRepair:   !o.readRepair,
 		Transport:           node.NewNATSTransport(b),
 		Logger:              base.With("component", "node"),
 		Registerer:          reg,
@@ -408,6 +434,8 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+	case <-n.Left():
+		log.Info("removed from the ring; shutting down")
 	case err := <-served:
 		return fmt.Errorf("http: %w", err)
 	}

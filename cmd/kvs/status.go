@@ -65,9 +65,9 @@ func printStatus(w io.Writer, st gateway.ClusterJSON, now time.Time) error {
 	if !st.Ready {
 		ready = "NOT READY"
 	}
-	fmt.Fprintf(w, "cluster %s, seen from %s (%s), N=%d W=%d R=%d\n\n", st.Cluster, st.Self, ready, st.N, st.W, st.R)
+	fmt.Fprintf(w, "cluster %s at epoch %d, seen from %s (%s), N=%d W=%d R=%d\n\n", st.Cluster, st.Epoch, st.Self, ready, st.N, st.W, st.R)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tHTTP\tALIVE\tOWNERSHIP\tHINTS PENDING\tLAST SEEN")
+	fmt.Fprintln(tw, "MEMBER\tSTATE\tHTTP\tALIVE\tOWNERSHIP\tHINTS PENDING\tLAST SEEN")
 	for _, m := range st.Members {
 		alive := "yes"
 		if !m.Alive {
@@ -84,7 +84,25 @@ func printStatus(w io.Writer, st gateway.ClusterJSON, now time.Time) error {
 		if httpAddr == "" {
 			httpAddr = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%d\t%s\n", m.ID, httpAddr, alive, 100*m.Ownership, m.HintsPending, seen)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f%%\t%d\t%s\n", m.ID, stateCode(m), httpAddr, alive, 100*m.Ownership, m.HintsPending, seen)
 	}
 	return tw.Flush()
+}
+
+// stateCode is a member's state as Cassandra's nodetool status shows it:
+// U or D (up, down) then N, J or L (normal, joining, leaving).
+func stateCode(m gateway.MemberJSON) string {
+	code := "D"
+	if m.Alive {
+		code = "U"
+	}
+	switch m.State {
+	case "joining":
+		code += "J"
+	case "leaving":
+		code += "L"
+	default:
+		code += "N"
+	}
+	return code + " " + m.State
 }

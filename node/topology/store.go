@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -225,4 +226,33 @@ func (s *MemStore) Progress(ctx context.Context) ([]Progress, error) {
 	}
 	slices.SortFunc(out, func(a, b Progress) int { return cmpString(a.Node, b.Node) })
 	return out, nil
+}
+
+// Maintainer is a Store that needs upkeep as the topology changes: the KV
+// bucket's replica count follows the members, and removed members leave
+// its Raft group. One node calls Maintain after each new epoch.
+type Maintainer interface {
+	Maintain(ctx context.Context, t Topology) error
+}
+
+func encodeProgress(p Progress) ([]byte, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("topology: encode progress: %w", err)
+	}
+	return b, nil
+}
+
+func decodeProgress(b []byte) (Progress, error) {
+	var p Progress
+	if len(b) > 4096 {
+		return p, fmt.Errorf("%w: progress of %d bytes", ErrMalformed, len(b))
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Progress{}, fmt.Errorf("%w: progress: %w", ErrMalformed, err)
+	}
+	if err := ValidID(p.Node); err != nil {
+		return Progress{}, fmt.Errorf("%w: progress node: %w", ErrMalformed, err)
+	}
+	return p, nil
 }

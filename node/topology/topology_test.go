@@ -192,9 +192,9 @@ func TestProposeSerializesConcurrentChanges(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
-		n := len(seen)
+		done := len(seen) > 0 && seen[len(seen)-1] == rev
 		mu.Unlock()
-		if n > 0 && seen[n-1] == rev || time.Now().After(deadline) {
+		if done || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Millisecond)

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvs-db/kvs/gateway"
+)
+
+// The topology commands: each POSTs one command to a node's /admin/
+// endpoint (with the cluster secret) and, with --wait, follows the change
+// on /ring until it has finished.
+
+func secretFlag() cli.Flag {
+	return &cli.StringFlag{Name: "cluster-secret", Usage: "the cluster secret, when the cluster has one", EnvVars: envVars("cluster-secret")}
+}
+
+func waitFlags(d time.Duration) []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "wait", Value: true, Usage: "follow the change until it has finished, printing its progress", EnvVars: envVars("wait")},
+		&cli.DurationFlag{Name: "wait-timeout", Value: d, Usage: "give up waiting after this long (the change goes on)", EnvVars: envVars("wait-timeout")},
+	}
+}
+
+func decommissionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "decommission",
+		Usage: "retire the node at --url: it streams its ranges to the members taking them over, then leaves the ring and stops",
+		Description: "Refused, with nothing changed, when fewer than N members would remain or another\n" +
+			"topology change is in progress.",
+		Flags: append([]cli.Flag{urlFlag(), secretFlag(), timeoutFlag(15 * time.Second)}, waitFlags(time.Hour)...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError("decommission takes no arguments; --url names the node")
+			}
+			base, err := baseURL(c)
+			if err != nil {
+				return err
+			}
+			ring, err := postAdmin(c, base, "/admin/decommission", nil)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "decommission of %s begun at epoch %d\n", ring.Self, ring.Epoch)
+			return waitRemoved(c, base, ring, ring.Self)
+		},
+	}
+}
+
+func removenodeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "removenode",
+		Usage:     "remove a dead member: the others re-replicate its ranges from the surviving copies",
+		ArgsUsage: "ID",
+		Description: "Ask any live node (--url). A member that node sees alive is refused unless\n" +
+			"--force is given: decommission a live node instead. Hints for the member are dropped.",
+		Flags: append([]cli.Flag{urlFlag(), secretFlag(), timeoutFlag(15 * time.Second),
+			&cli.BoolFlag{Name: "force", Usage: "remove the member even though it is alive", EnvVars: envVars("force")},
+		}, waitFlags(time.Hour)...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("removenode wants the ID of the member to remove")
+			}
+			base, err := baseURL(c)
+			if err != nil {
+				return err
+			}
+			id := c.Args().Get(0)
+			q := url.Values{"id": {id}}
+			if c.Bool("force") {
+				q.Set("force", "true")
+			}
+			ring, err := postAdmin(c, base, "/admin/removenode", q)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "removal of %s begun at epoch %d\n", id, ring.Epoch)
+			return waitRemoved(c, base, ring, id)
+		},
+	}
+}
+
+func abortCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "abort",
+		Usage: "abandon the pending topology change: a joining member is removed, a leaving one turns normal",
+		Flags: []cli.Flag{urlFlag(), secretFlag(), timeoutFlag(15 * time.Second)},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError("abort takes no arguments")
+			}
+			base, err := baseURL(c)
+			if err != nil {
+				return err
+			}
+			ring, err := postAdmin(c, base, "/admin/abort", nil)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "change abandoned; epoch %d\n", ring.Epoch)
+			return nil
+		},
+	}
+}
+
+// postAdmin POSTs to an admin endpoint and decodes the ring it answers.
+func postAdmin(c *cli.Context, base, path string, q url.Values) (gateway.RingJSON, error) {
+	var ring gateway.RingJSON
+	u := base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(c.Context, http.MethodPost, u, nil)
+	if err != nil {
+		return ring, err
+	}
+	if s := c.String("cluster-secret"); s != "" {
+		req.Header.Set("Authorization", "Bearer "+s)
+	}
+	resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+	if err != nil {
+		return ring, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return ring, cli.Exit(responseError(resp).Error(), 1)
+	}
+	if err := decodeJSON(resp, &ring); err != nil {
+		return ring, fmt.Errorf("decoding the answer of %s: %w", path, err)
+	}
+	return ring, nil
+}
+
+// waitRemoved follows /ring until member id is removed, printing the
+// change's progress every few seconds. When the node at base stops
+// answering (a decommissioned node exits), it asks the other members.
+func waitRemoved(c *cli.Context, base string, last gateway.RingJSON, id string) error {
+	if !c.Bool("wait") {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("wait-timeout"))
+	defer cancel()
+	urls := []string{base}
+	var printed time.Time
+	for {
+		for _, m := range last.Members {
+			if m.ID == id && m.State == "removed" {
+				fmt.Fprintf(c.App.Writer, "%s removed at epoch %d\n", id, m.Since)
+				return nil
+			}
+			if m.ID == id && m.State == "normal" && last.Change == nil {
+				return cli.Exit(fmt.Sprintf("the change was abandoned: %s is normal again at epoch %d", id, last.Epoch), 1)
+			}
+			if m.HTTP != "" && m.ID != id && m.State == "normal" {
+				urls = appendUnique(urls, "http://"+m.HTTP)
+			}
+		}
+		if time.Since(printed) >= 5*time.Second && last.Change != nil {
+			printed = time.Now()
+			printProgress(c, last)
+		}
+		select {
+		case <-ctx.Done():
+			return cli.Exit(fmt.Sprintf("%v after %v; follow it with `kvs ring`", errNotFinished, c.Duration("wait-timeout")), 1)
+		case <-time.After(time.Second):
+		}
+		ring, err := firstRing(c, urls)
+		if err == nil {
+			last = ring
+		}
+	}
+}
+
+// firstRing returns the ring from the first of urls that answers.
+func firstRing(c *cli.Context, urls []string) (gateway.RingJSON, error) {
+	var errs []error
+	for _, u := range urls {
+		ring, _, err := fetchRing(c, u)
+		if err == nil {
+			return ring, nil
+		}
+		errs = append(errs, err)
+	}
+	return gateway.RingJSON{}, errors.Join(errs...)
+}
+
+func printProgress(c *cli.Context, r gateway.RingJSON) {
+	ch := r.Change
+	var keys, bytes uint64
+	for _, p := range ch.Progress {
+		keys += p.Keys
+		bytes += p.Bytes
+	}
+	fmt.Fprintf(c.App.Writer, "  %s of %s: %d of %d gainers streamed, %d keys (%s) so far\n",
+		ch.Kind, ch.Node, len(ch.Streamed), len(ch.Gainers), keys, humanBytes(bytes))
+}
+
+func appendUnique(xs []string, x string) []string {
+	for _, y := range xs {
+		if y == x {
+			return xs
+		}
+	}
+	return append(xs, x)
+}

@@ -1,0 +1,392 @@
+package node
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/aae"
+)
+
+// Wire messages of anti-entropy (see wire.go for the conventions; a token
+// or a hash is 8 bytes little-endian):
+//
+//	roots req    = 0x04 epoch:uvarint from:bytes n:uvarint (token root)×n, tokens increasing
+//	roots reply  = 0x84 n:uvarint token×n, the ranges whose roots differ
+//	leaves req   = 0x05 epoch:uvarint from:bytes n:uvarint token×n, n ≤ 64
+//	leaves reply = 0x85 n:uvarint (leaf×1024)×n, in the request's order
+//	keys req     = 0x08 epoch:uvarint from:bytes after:bytes n:uvarint (token segments:128 bytes)×n
+//	keys reply   = 0x88 more:byte(0|1) next:bytes n:uvarint (key:bytes counter:uvarint node:uvarint)×n, keys increasing
+//
+// A keys request lists the entries of the given cells (range token and a
+// bitmap of its segments) with keys after after; a reply with more set
+// ends at next, where the next request resumes.
+const (
+	msgRoots       byte = 0x04
+	msgLeaves      byte = 0x05
+	msgKeys        byte = 0x08
+	msgRootsReply  byte = 0x84
+	msgLeavesReply byte = 0x85
+	msgKeysReply   byte = 0x88
+)
+
+// segBytes is the size of one range's segment bitmap on the wire.
+const segBytes = aae.Segments / 8
+
+// maxTokens bounds the ranges of one request: a ring of 65536 vnodes times
+// a few members is far beyond any real cluster, and the bound keeps a
+// hostile count from allocating.
+const maxTokens = 1 << 20
+
+func appendHeader(b []byte, typ byte, epoch uint64, from string) []byte {
+	b = binary.AppendUvarint(append(b, typ), epoch)
+	return appendBytes(b, []byte(from))
+}
+
+func (r *reader) u64() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b)-r.off < 8 {
+		r.fail("truncated")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b[r.off:])
+	r.off += 8
+	return v
+}
+
+// count reads a count of items of at least size bytes each, bounded by max
+// and by what the message can hold.
+func (r *reader) count(size, max int) int {
+	n := r.uvarint()
+	if r.err == nil && (n > uint64(max) || n*uint64(size) > uint64(len(r.b)-r.off)) {
+		r.fail("count %d too large", n)
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) header(typ byte) (epoch uint64, from string) {
+	if err := r.start(typ); err != nil {
+		return 0, ""
+	}
+	epoch = r.uvarint()
+	f := r.bytes("from", maxTargetBytes)
+	if r.err == nil && validToken(string(f)) != nil {
+		r.fail("bad node ID %q", f)
+	}
+	return epoch, string(f)
+}
+
+func encodeRoots(epoch uint64, from string, tokens, roots []uint64) []byte {
+	b := appendHeader(make([]byte, 0, 16+len(from)+16*len(tokens)), msgRoots, epoch, from)
+	b = binary.AppendUvarint(b, uint64(len(tokens)))
+	for i, t := range tokens {
+		b = binary.LittleEndian.AppendUint64(b, t)
+		b = binary.LittleEndian.AppendUint64(b, roots[i])
+	}
+	return b
+}
+
+func decodeRoots(b []byte) (epoch uint64, from string, tokens, roots []uint64, err error) {
+	r := reader{b: b}
+	epoch, from = r.header(msgRoots)
+	n := r.count(16, maxTokens)
+	for i := 0; i < n && r.err == nil; i++ {
+		t, root := r.u64(), r.u64()
+		if len(tokens) > 0 && t <= tokens[len(tokens)-1] {
+			r.fail("tokens not increasing")
+		}
+		tokens, roots = append(tokens, t), append(roots, root)
+	}
+	return epoch, from, tokens, roots, r.end()
+}
+
+func encodeTokens(typ byte, tokens []uint64) []byte {
+	b := binary.AppendUvarint([]byte{typ}, uint64(len(tokens)))
+	for _, t := range tokens {
+		b = binary.LittleEndian.AppendUint64(b, t)
+	}
+	return b
+}
+
+func encodeRootsReply(diff []uint64) []byte { return encodeTokens(msgRootsReply, diff) }
+
+func decodeRootsReply(b []byte) ([]uint64, error) {
+	r := reader{b: b}
+	if err := r.start(msgRootsReply); err != nil {
+		return nil, err
+	}
+	n := r.count(8, maxTokens)
+	var out []uint64
+	for i := 0; i < n && r.err == nil; i++ {
+		out = append(out, r.u64())
+	}
+	return out, r.end()
+}
+
+func encodeLeaves(epoch uint64, from string, tokens []uint64) []byte {
+	b := appendHeader(nil, msgLeaves, epoch, from)
+	b = binary.AppendUvarint(b, uint64(len(tokens)))
+	for _, t := range tokens {
+		b = binary.LittleEndian.AppendUint64(b, t)
+	}
+	return b
+}
+
+func decodeLeaves(b []byte) (epoch uint64, from string, tokens []uint64, err error) {
+	r := reader{b: b}
+	epoch, from = r.header(msgLeaves)
+	n := r.count(8, aeLeavesPerRequest)
+	for i := 0; i < n && r.err == nil; i++ {
+		tokens = append(tokens, r.u64())
+	}
+	return epoch, from, tokens, r.end()
+}
+
+func encodeLeavesReply(leaves [][]uint64) []byte {
+	b := append(make([]byte, 0, 4+len(leaves)*8*aae.Segments), msgLeavesReply)
+	b = binary.AppendUvarint(b, uint64(len(leaves)))
+	for _, l := range leaves {
+		for _, x := range l {
+			b = binary.LittleEndian.AppendUint64(b, x)
+		}
+	}
+	return b
+}
+
+func decodeLeavesReply(b []byte, want int) ([][]uint64, error) {
+	r := reader{b: b}
+	if err := r.start(msgLeavesReply); err != nil {
+		return nil, err
+	}
+	n := r.count(8*aae.Segments, aeLeavesPerRequest)
+	if r.err == nil && n != want {
+		r.fail("%d trees, asked for %d", n, want)
+	}
+	out := make([][]uint64, 0, n)
+	for i := 0; i < n && r.err == nil; i++ {
+		l := make([]uint64, aae.Segments)
+		for j := range l {
+			l[j] = r.u64()
+		}
+		out = append(out, l)
+	}
+	return out, r.end()
+}
+
+func encodeKeys(epoch uint64, from string, after []byte, cells cellSet) []byte {
+	toks := make([]uint64, 0, len(cells))
+	for t := range cells {
+		toks = append(toks, t)
+	}
+	slices.Sort(toks)
+	b := appendHeader(nil, msgKeys, epoch, from)
+	b = appendBytes(b, after)
+	b = binary.AppendUvarint(b, uint64(len(toks)))
+	for _, t := range toks {
+		b = binary.LittleEndian.AppendUint64(b, t)
+		for _, w := range cells[t] {
+			b = binary.LittleEndian.AppendUint64(b, w)
+		}
+	}
+	return b
+}
+
+func decodeKeys(b []byte) (epoch uint64, from string, after []byte, cells cellSet, err error) {
+	r := reader{b: b}
+	epoch, from = r.header(msgKeys)
+	after = r.bytes("after", MaxKeyBytes)
+	n := r.count(8+segBytes, maxTokens)
+	cells = cellSet{}
+	for i := 0; i < n && r.err == nil; i++ {
+		t := r.u64()
+		bm := new([aae.Segments / 64]uint64)
+		for j := range bm {
+			bm[j] = r.u64()
+		}
+		if cells[t] != nil {
+			r.fail("range %d listed twice", t)
+		}
+		cells[t] = bm
+	}
+	if len(after) == 0 {
+		after = nil
+	}
+	return epoch, from, after, cells, r.end()
+}
+
+// aeEntry is one key and version in a keys reply.
+type aeEntry struct {
+	key []byte
+	v   lsm.Version
+}
+
+func encodeKeysReply(entries []aeEntry, next []byte, more bool) []byte {
+	b := []byte{msgKeysReply, 0}
+	if more {
+		b[1] = 1
+	}
+	b = appendBytes(b, next)
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	for _, e := range entries {
+		b = appendBytes(b, e.key)
+		b = binary.AppendUvarint(b, e.v.Counter)
+		b = binary.AppendUvarint(b, uint64(e.v.Node))
+	}
+	return b
+}
+
+func decodeKeysReply(b []byte) (entries []aeEntry, next []byte, more bool, err error) {
+	r := reader{b: b}
+	if err := r.start(msgKeysReply); err != nil {
+		return nil, nil, false, err
+	}
+	more = r.bool()
+	next = r.bytes("next", MaxKeyBytes)
+	n := r.count(3, len(b))
+	for i := 0; i < n && r.err == nil; i++ {
+		var e aeEntry
+		e.key = r.bytes("key", MaxKeyBytes)
+		e.v.Counter = r.uvarint()
+		node := r.uvarint()
+		if node > math.MaxUint32 {
+			r.fail("version node %d over 32 bits", node)
+		}
+		e.v.Node = uint32(node)
+		if r.err == nil && (len(e.key) == 0 || (len(entries) > 0 && bytes.Compare(e.key, entries[len(entries)-1].key) <= 0)) {
+			r.fail("keys empty or out of order")
+		}
+		entries = append(entries, e)
+	}
+	if r.err == nil && more && (len(next) == 0 || (len(entries) > 0 && bytes.Compare(next, entries[len(entries)-1].key) < 0)) {
+		r.fail("a page with more ends before its last key")
+	}
+	if len(next) == 0 {
+		next = nil
+	}
+	return entries, next, more, r.end()
+}
+
+// aeCheck validates the epoch and sender of an anti-entropy request: the
+// node must be at the same epoch, with its trees of that epoch built. It
+// returns the trees, or the reply to send instead.
+func (n *Node) aeCheck(op string, epoch uint64, from string, err error) (*treeSet, []byte) {
+	if err != nil {
+		n.met.badRequests.WithLabelValues(op).Inc()
+		return nil, encodeError(err)
+	}
+	if cur := n.epoch(); epoch < cur {
+		return nil, encodeStale(cur)
+	} else if epoch > cur {
+		n.behind.Store(true)
+		n.wakeTopology()
+		return nil, encodeError(fmt.Errorf("%w: at epoch %d, asked at %d", ErrNotReady, cur, epoch))
+	}
+	ts, terr := n.readyTrees()
+	if terr != nil {
+		return nil, encodeError(terr)
+	}
+	return ts, nil
+}
+
+// sharedSet returns the ranges this node shares with peer, as a set.
+func (n *Node) sharedSet(ts *treeSet, peer string) map[uint64]bool {
+	set := map[uint64]bool{}
+	for _, t := range sharedTokens(&view{place: ts.place}, n.self, peer) {
+		set[t] = true
+	}
+	return set
+}
+
+// handleRoots answers the ranges whose roots differ from the sender's.
+func (n *Node) handleRoots(req []byte) []byte {
+	epoch, from, toks, theirs, err := decodeRoots(req)
+	ts, bad := n.aeCheck(OpRoots, epoch, from, err)
+	if bad != nil {
+		return bad
+	}
+	shared := n.sharedSet(ts, from)
+	for _, t := range toks {
+		if !shared[t] {
+			return encodeError(fmt.Errorf("range %d is not one %s and %s share at epoch %d", t, n.self, from, epoch))
+		}
+	}
+	mine := ts.trees.Roots(toks)
+	var diff []uint64
+	for i := range toks {
+		if mine[i] != theirs[i] {
+			diff = append(diff, toks[i])
+		}
+	}
+	return encodeRootsReply(diff)
+}
+
+// handleLeaves answers the leaves of the asked ranges.
+func (n *Node) handleLeaves(req []byte) []byte {
+	epoch, from, toks, err := decodeLeaves(req)
+	ts, bad := n.aeCheck(OpLeaves, epoch, from, err)
+	if bad != nil {
+		return bad
+	}
+	shared := n.sharedSet(ts, from)
+	leaves := make([][]uint64, 0, len(toks))
+	for _, t := range toks {
+		if !shared[t] {
+			return encodeError(fmt.Errorf("range %d is not one %s and %s share at epoch %d", t, n.self, from, epoch))
+		}
+		leaves = append(leaves, ts.trees.Leaves(nil, t))
+	}
+	return encodeLeavesReply(leaves)
+}
+
+// handleKeys lists this node's keys and versions in the asked cells, from
+// after on, one page at a time; a page ends when it is full or the scan
+// has taken half a request timeout.
+func (n *Node) handleKeys(req []byte) []byte {
+	epoch, from, after, cells, err := decodeKeys(req)
+	ts, bad := n.aeCheck(OpKeys, epoch, from, err)
+	if bad != nil {
+		return bad
+	}
+	shared := n.sharedSet(ts, from)
+	for t := range cells {
+		if !shared[t] {
+			return encodeError(fmt.Errorf("range %d is not one %s and %s share at epoch %d", t, n.self, from, epoch))
+		}
+	}
+	var start []byte
+	if after != nil {
+		start = append(bytes.Clone(after), 0)
+	}
+	deadline := time.Now().Add(n.cfg.RequestTimeout / 2)
+	var entries []aeEntry
+	var last []byte
+	size, more, examined := 0, false, 0
+	err = n.store.Scan(start, nil, func(r lsm.Record) bool {
+		if size >= n.aePageBytes || (examined%256 == 255 && time.Now().After(deadline)) {
+			more = true
+			return false
+		}
+		examined++
+		last = r.Key
+		h := ts.place.Current.Hash(r.Key)
+		if cells.has(ts.place.Current.Token(h), aae.Segment(h)) {
+			entries = append(entries, aeEntry{key: r.Key, v: r.Version})
+			size += len(r.Key) + 16
+		}
+		return true
+	})
+	if err != nil {
+		return encodeError(fmt.Errorf("keys: %w", err))
+	}
+	if !more {
+		last = nil
+	}
+	return encodeKeysReply(entries, last, more)
+}
