@@ -113,41 +113,59 @@ func cleanEnv() []string {
 
 // startProcCluster starts three `kvs serve` processes on free loopback
 // ports, each seeded with the other two, and waits until all are ready.
-func startProcCluster(t *testing.T) []*procNode {
+func startProcCluster(t *testing.T, extra ...string) []*procNode {
+	return startProcClusterN(t, 3, extra...)
+}
+
+// procPorts are the HTTP, NATS client and NATS cluster ports of one node.
+type procPorts struct{ http, nats, cluster int }
+
+// newProcNode describes node id with the given ports and seeds (cluster
+// ports), data under dir, and extra serve flags.
+func newProcNode(t *testing.T, dir, id string, pp procPorts, seeds []int, extra []string) *procNode {
+	var ss []string
+	for _, s := range seeds {
+		ss = append(ss, "127.0.0.1:"+strconv.Itoa(s))
+	}
+	args := []string{"serve",
+		"--id", id,
+		"--http", "127.0.0.1:" + strconv.Itoa(pp.http),
+		"--data", filepath.Join(dir, id),
+		"--nats-host", "127.0.0.1",
+		"--nats-port", strconv.Itoa(pp.nats),
+		"--cluster-port", strconv.Itoa(pp.cluster),
+		"--advertise", "127.0.0.1:" + strconv.Itoa(pp.cluster),
+		"--seeds", strings.Join(ss, ","),
+		"--cluster-secret", processSecret,
+		"--sync", "always",
+		"--gossip-interval", "250ms",
+		"--log-level", "debug",
+	}
+	return &procNode{
+		t:       t,
+		id:      id,
+		args:    append(args, extra...),
+		httpURL: "http://127.0.0.1:" + strconv.Itoa(pp.http),
+		logPath: filepath.Join(dir, id+".log"),
+	}
+}
+
+// startProcClusterN starts n `kvs serve` processes on free loopback ports,
+// each seeded with the others, and waits until all are ready.
+func startProcClusterN(t *testing.T, n int, extra ...string) []*procNode {
 	t.Helper()
 	dir := t.TempDir()
-	ports := freePorts(t, 9)
+	ports := freePorts(t, 3*n)
 	var nodes []*procNode
-	for i := range 3 {
-		httpPort, natsPort, clusterPort := ports[3*i], ports[3*i+1], ports[3*i+2]
-		var seeds []string
-		for j := range 3 {
+	for i := range n {
+		var seeds []int
+		for j := range n {
 			if j != i {
-				seeds = append(seeds, "127.0.0.1:"+strconv.Itoa(ports[3*j+2]))
+				seeds = append(seeds, ports[3*j+2])
 			}
 		}
-		id := "node" + strconv.Itoa(i+1)
-		p := &procNode{
-			t:  t,
-			id: id,
-			args: []string{"serve",
-				"--id", id,
-				"--http", "127.0.0.1:" + strconv.Itoa(httpPort),
-				"--data", filepath.Join(dir, id),
-				"--nats-host", "127.0.0.1",
-				"--nats-port", strconv.Itoa(natsPort),
-				"--cluster-port", strconv.Itoa(clusterPort),
-				"--advertise", "127.0.0.1:" + strconv.Itoa(clusterPort),
-				"--seeds", strings.Join(seeds, ","),
-				"--cluster-secret", processSecret,
-				"--sync", "always",
-				"--gossip-interval", "250ms",
-				"--log-level", "debug",
-			},
-			httpURL: "http://127.0.0.1:" + strconv.Itoa(httpPort),
-			logPath: filepath.Join(dir, id+".log"),
-		}
-		nodes = append(nodes, p)
+		pp := procPorts{ports[3*i], ports[3*i+1], ports[3*i+2]}
+		nodes = append(nodes, newProcNode(t, dir, "node"+strconv.Itoa(i+1), pp, seeds, extra))
 	}
 	t.Cleanup(func() {
 		for _, p := range nodes {
@@ -163,7 +181,7 @@ func startProcCluster(t *testing.T) []*procNode {
 		p.start()
 	}
 	for _, p := range nodes {
-		waitReady(t, p, 30*time.Second)
+		waitReady(t, p, 60*time.Second)
 	}
 	return nodes
 }
