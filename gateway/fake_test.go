@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -161,3 +162,14 @@ func (f *fakeNode) RemoveNode(_ context.Context, id string, force bool) error {
 }
 
 func (f *fakeNode) AbortChange(context.Context) error { return f.adminOp("abort") }
+
+func (f *fakeNode) Repair(_ context.Context, progress func(node.RoundStats, error)) (node.RoundStats, error) {
+	if err := f.adminOp("repair"); err != nil {
+		return node.RoundStats{}, err
+	}
+	a := node.RoundStats{Peer: "node2", Ranges: 200, Pushed: 3, BytesSent: 3200}
+	b := node.RoundStats{Peer: "node3", Ranges: 200, RangesDiffering: 1, Pulled: 1, BytesSent: 3300}
+	progress(a, nil)
+	progress(b, errors.New("node3: timeout"))
+	return node.RoundStats{Ranges: 400, RangesDiffering: 1, Pushed: 3, Pulled: 1, BytesSent: 6500}, errors.New("node3: timeout")
+}

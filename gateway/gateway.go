@@ -14,6 +14,7 @@
 //	POST   /admin/decommission  decommission this node (cluster secret)
 //	POST   /admin/removenode?id=X[&force=true]  remove a dead member (cluster secret)
 //	POST   /admin/abort         abandon the pending topology change (cluster secret)
+//	POST   /admin/repair        anti-entropy with every peer now, progress as JSON lines (cluster secret)
 //	GET    /metrics             Prometheus metrics of the injected gatherer
 //
 // Keys are any bytes, percent-encoded in the path: the gateway decodes the
@@ -78,6 +79,9 @@ type Node interface {
 	RemoveNode(ctx context.Context, id string, force bool) error
 	// AbortChange abandons the pending topology change.
 	AbortChange(ctx context.Context) error
+	// Repair runs an anti-entropy round with every peer now, reporting
+	// each round to progress.
+	Repair(ctx context.Context, progress func(node.RoundStats, error)) (node.RoundStats, error)
 }
 
 // Config configures a gateway handler.

@@ -127,6 +127,7 @@ func (g *Gateway) writeRing(w http.ResponseWriter, r *http.Request, status int) 
 //	POST /admin/decommission            decommission the answering node
 //	POST /admin/removenode?id=X[&force=true]
 //	POST /admin/abort                   abandon the pending change
+//	POST /admin/repair                  an anti-entropy round with every peer now (NDJSON progress)
 //
 // A command applied answers 202 with the ring (the change then runs in the
 // background; `kvs ring` follows it); a refused one answers 409 (or 404
@@ -164,6 +165,9 @@ func (g *Gateway) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		err = g.node.RemoveNode(ctx, id, force)
 	case "/admin/abort":
 		err = g.node.AbortChange(ctx)
+	case "/admin/repair":
+		g.serveRepair(w, r)
+		return
 	default:
 		writeError(w, http.StatusNotFound, "no such endpoint")
 		return

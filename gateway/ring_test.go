@@ -104,3 +104,33 @@ func TestAdminCommands(t *testing.T) {
 		}
 	}
 }
+
+func TestRepairStreamsLines(t *testing.T) {
+	f := newFakeNode()
+	g := newTestGateway(t, f, 0)
+	req := httptest.NewRequest(http.MethodPost, "/admin/repair", nil)
+	req.Header.Set("Authorization", "Bearer "+testSecret)
+	rec := httptest.NewRecorder()
+	g.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("POST /admin/repair: %d %s", rec.Code, rec.Body)
+	}
+	var lines []RepairLine
+	dec := json.NewDecoder(rec.Body)
+	for dec.More() {
+		var l RepairLine
+		if err := dec.Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 3 || lines[0].Peer != "node2" || lines[1].Error == "" || !lines[2].Done || lines[2].Pushed != 3 || lines[2].Error == "" {
+		t.Fatalf("lines = %+v", lines)
+	}
+	f.notReady = node.ErrNotReady
+	rec = httptest.NewRecorder()
+	g.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("repair on a node that is not ready: %d", rec.Code)
+	}
+}

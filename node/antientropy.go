@@ -528,3 +528,37 @@ func (c cellSet) has(tok uint64, seg int) bool {
 	b := c[tok]
 	return b != nil && b[seg/64]&(1<<(seg%64)) != 0
 }
+
+// Repair runs an anti-entropy round now with every member this node shares
+// ranges with, one after the other, and calls progress after each with the
+// round's stats and error (nil when it left nothing to repair). It returns
+// the rounds' totals and the first error.
+func (n *Node) Repair(ctx context.Context, progress func(RoundStats, error)) (RoundStats, error) {
+	var total RoundStats
+	if err := n.Ready(); err != nil {
+		return total, err
+	}
+	v := n.view()
+	var first error
+	for _, id := range v.topo.IDs(topology.Normal, topology.Leaving) {
+		if id == n.self || len(sharedTokens(v, n.self, id)) == 0 {
+			continue
+		}
+		st, err := n.antiEntropyRound(ctx, id)
+		if err != nil && first == nil {
+			first = fmt.Errorf("%s: %w", id, err)
+		}
+		if progress != nil {
+			progress(st, err)
+		}
+		total.Ranges += st.Ranges
+		total.RangesDiffering += st.RangesDiffering
+		total.Segments += st.Segments
+		total.Keys += st.Keys
+		total.Pushed += st.Pushed
+		total.Pulled += st.Pulled
+		total.BytesSent += st.BytesSent
+		total.BytesReceived += st.BytesReceived
+	}
+	return total, first
+}

@@ -298,3 +298,42 @@ func TestTombstoneHorizon(t *testing.T) {
 		t.Fatalf("horizon after rounds with both peers: %d, want the n2 round's start, below %d", h, before)
 	}
 }
+
+// Repair runs a round with every peer the node shares ranges with and adds
+// them up.
+func TestRepairRunsEveryPeer(t *testing.T) {
+	c := newTestCluster(t, []string{"n1", "n2", "n3", "n4"}, func(cfg *Config) { cfg.AntiEntropyInterval = -1 })
+	ctx := ctxT(t)
+	c.waitTrees()
+	n1 := c.node("n1")
+	key := []byte("only-on-n1")
+	for i := 0; !n1.holds("n1", key); i++ { // a key n1 replicates
+		key = fmt.Appendf(nil, "only-on-n1-%d", i)
+	}
+	rec := lsm.Record{Key: key, Value: []byte("v"), Version: lsm.Version{Counter: n1.clock.now(), Node: n1.selfV}}
+	if _, _, err := n1.LocalApply(rec); err != nil {
+		t.Fatal(err)
+	}
+	var peers []string
+	pushed := 0
+	total, err := n1.Repair(ctx, func(st RoundStats, err error) {
+		if err != nil {
+			t.Errorf("round with %s: %v", st.Peer, err)
+		}
+		peers = append(peers, st.Peer)
+		pushed += st.Pushed
+	})
+	if err != nil || fmt.Sprint(peers) != "[n2 n3 n4]" || total.Pushed != pushed {
+		t.Fatalf("repair: peers %v, total %+v, %v", peers, total, err)
+	}
+	v := n1.view()
+	reps := v.place.Replicas(nil, v.place.Current.Hash(rec.Key))
+	if pushed != len(reps)-1 {
+		t.Errorf("pushed %d, want one per other replica of %v", pushed, reps)
+	}
+	for _, id := range reps {
+		if got, err := c.node(id).LocalGet(rec.Key); err != nil || got.Version != rec.Version {
+			t.Errorf("%s after repair: %v %v", id, got.Version, err)
+		}
+	}
+}

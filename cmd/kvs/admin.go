@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -208,4 +210,71 @@ func appendUnique(xs []string, x string) []string {
 		}
 	}
 	return append(xs, x)
+}
+
+func repairCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "repair",
+		Usage: "run anti-entropy now between the node at --url and every replica it shares ranges with, printing each round",
+		Description: "Compares the hash trees of every shared range and moves only the keys of\n" +
+			"differing segments, both ways. Exits 1 if a round failed.",
+		Flags: []cli.Flag{urlFlag(), secretFlag(), timeoutFlag(30 * time.Minute)},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError("repair takes no arguments")
+			}
+			base, err := baseURL(c)
+			if err != nil {
+				return err
+			}
+			req, err := http.NewRequestWithContext(c.Context, http.MethodPost, base+"/admin/repair", nil)
+			if err != nil {
+				return err
+			}
+			if s := c.String("cluster-secret"); s != "" {
+				req.Header.Set("Authorization", "Bearer "+s)
+			}
+			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return cli.Exit(responseError(resp).Error(), 1)
+			}
+			return printRepair(c.App.Writer, resp.Body)
+		},
+	}
+}
+
+// printRepair prints the lines of a repair as they arrive, and fails if a
+// round failed or the stream ended before its totals.
+func printRepair(w io.Writer, body io.Reader) error {
+	dec := json.NewDecoder(body)
+	failed := 0
+	for {
+		var l gateway.RepairLine
+		if err := dec.Decode(&l); err != nil {
+			if errors.Is(err, io.EOF) {
+				return cli.Exit("repair: the node stopped answering before it finished", 1)
+			}
+			return fmt.Errorf("repair: %w", err)
+		}
+		what := l.Peer
+		if l.Done {
+			what = "total"
+		}
+		fmt.Fprintf(w, "%s: %d ranges compared, %d differing (%d segments, %d keys listed), %d pushed, %d pulled, %s sent\n",
+			what, l.Ranges, l.RangesDiffering, l.Segments, l.Keys, l.Pushed, l.Pulled, humanBytes(uint64(l.BytesSent)))
+		if l.Error != "" && !l.Done {
+			failed++
+			fmt.Fprintf(w, "  %s: round failed: %s\n", l.Peer, l.Error)
+		}
+		if l.Done {
+			if failed > 0 {
+				return cli.Exit(fmt.Sprintf("repair: %d rounds failed", failed), 1)
+			}
+			return nil
+		}
+	}
 }

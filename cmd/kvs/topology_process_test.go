@@ -334,6 +334,11 @@ func TestProcessTopologyChanges(t *testing.T) {
 		}
 	}
 	t.Logf("every acknowledged write reads back through each of %d nodes", len(live))
+	out := runBinary(t, "", "repair", "--url", node1.httpURL, "--cluster-secret", processSecret)
+	if !strings.Contains(out, "total:") {
+		t.Errorf("kvs repair:\n%s", out)
+	}
+	t.Logf("kvs repair:\n%s", out)
 	if out := runBinary(t, "", "ring", "--url", node1.httpURL); !strings.Contains(out, "node6   normal") {
 		t.Errorf("kvs ring:\n%s", out)
 	}
