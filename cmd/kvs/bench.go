@@ -24,6 +24,9 @@ import (
 // Bounds of `kvs bench`, so that a typo cannot turn it into a flood.
 const (
 	benchMaxDuration    = 60 * time.Second
+	// benchMaxPreload bounds the preload, which --keys bounds first: a
+	// million keys take a few minutes on a laptop-sized cluster.
+	benchMaxPreload = 30 * time.Minute
 	benchMaxConcurrency = 1024
 	benchMaxValueSize   = 1 << 20
 )
@@ -274,8 +277,8 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 	value := bytes.Repeat([]byte{'v'}, o.valueSize)
 
 	if o.preload {
-		pctx, cancel := context.WithTimeout(ctx, benchMaxDuration)
-		var next atomic.Int64
+		pctx, cancel := context.WithTimeout(ctx, benchMaxPreload)
+		var next, done atomic.Int64
 		start := time.Now()
 		st := runWorkers(o.concurrency, func(w int, local *benchStats) {
 			for {
@@ -284,13 +287,17 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 					return
 				}
 				benchRequest(pctx, client, local, "put", o.targets[(int(k)+w)%len(o.targets)], "key-"+strconv.FormatInt(k, 10), value)
+				done.Add(1)
 			}
 		})
 		cancel()
 		failed := sumInts(st.status) + sumInts(st.transport)
-		fmt.Fprintf(out, "preload: %d keys in %v, %d errors\n", o.keys, time.Since(start).Round(time.Millisecond), failed)
+		fmt.Fprintf(out, "preload: %d of %d keys in %v, %d errors\n", done.Load(), o.keys, time.Since(start).Round(time.Millisecond), failed)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if done.Load() < int64(o.keys) {
+			return fmt.Errorf("preload stopped after %v with %d of %d keys written", benchMaxPreload, done.Load(), o.keys)
 		}
 	}
 
