@@ -106,6 +106,10 @@ type Node struct {
 	logged     sync.Map // keys of errors logged once
 	left       chan struct{}
 	leftOnce   sync.Once
+	freshStart bool          // no topology file when the node was created
+	startedAt  time.Time     // when New ran, on the node's clock
+	claimed    atomic.Bool   // this process founded the cluster or asked to join it
+	dataLost   atomic.Bool   // a member by ID with a new data directory (topo.go)
 	streaming  streamRun     // the gainer's pull in progress (streaming.go)
 	cleaned    atomic.Uint64 // last epoch a cleanup pass completed at (cleanup.go)
 	cleaning   atomic.Bool   // a cleanup pass runs
@@ -128,16 +132,17 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node", cfg.ID),
-		self:     cfg.ID,
-		selfV:    NodeHash(cfg.ID),
-		clock:    newHLC(cfg.Clock),
-		store:    cfg.Store,
-		tr:       cfg.Transport,
-		wakeHO:   make(chan struct{}, 1),
-		topoWake: make(chan struct{}, 1),
-		left:     make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.ID),
+		self:      cfg.ID,
+		selfV:     NodeHash(cfg.ID),
+		clock:     newHLC(cfg.Clock),
+		store:     cfg.Store,
+		tr:        cfg.Transport,
+		wakeHO:    make(chan struct{}, 1),
+		topoWake:  make(chan struct{}, 1),
+		left:      make(chan struct{}),
+		startedAt: cfg.Clock.Now(),
 
 		aePageBytes: aeKeysPageBytes,
 	}
@@ -284,7 +289,7 @@ func (n *Node) Ready() error {
 		return fmt.Errorf("%w: %w at epoch %d", ErrNotReady, ErrRemoved, v.topo.Epoch)
 	default:
 	}
-	if !v.topo.IsMember(n.self) {
+	if !v.topo.IsMember(n.self) || n.dataLost.Load() {
 		return fmt.Errorf("%w: not a member of the ring yet: %s", ErrNotReady, n.waitingFor())
 	}
 	if v.topo.N != n.cfg.N || v.topo.VNodes != n.cfg.VNodes {

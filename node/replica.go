@@ -36,6 +36,11 @@ func (n *Node) handleGet(req []byte) []byte {
 		n.met.badRequests.WithLabelValues(OpGet).Inc()
 		return encodeError(err)
 	}
+	if n.dataLost.Load() {
+		// Its replica lacks what it acknowledged before its data was lost:
+		// an answer from it could hide a write from a read quorum.
+		return encodeError(fmt.Errorf("%w: %s lost its data and serves no reads until it joins again", ErrNotReady, n.self))
+	}
 	var rec lsm.Record
 	if se := n.fence(epoch, func() { rec, err = n.store.Get(key) }); se != nil {
 		return encodeStale(se.Epoch)

@@ -144,14 +144,15 @@ func (n *Node) pull(ctx context.Context, v *view) {
 
 // transfers lists the streams this node runs as a gainer of v's change: one
 // per range loser, from the loser itself, or, in a removal, from every other
-// live current replica.
+// live current replica; ranges nobody gives up (a ring smaller than N
+// growing) come from every live current replica.
 func (n *Node) transfers(v *view) []stream.Transfer {
 	var out []stream.Transfer
 	for _, tr := range v.place.Transfers() {
 		if tr.Gainer != n.self {
 			continue
 		}
-		if v.topo.Change.Kind != topology.KindRemove {
+		if v.topo.Change.Kind != topology.KindRemove && tr.Loser != tr.Gainer {
 			out = append(out, stream.Transfer{Loser: tr.Loser, Source: tr.Loser})
 			continue
 		}

@@ -60,6 +60,7 @@ func (n *Node) loadLocalTopology() error {
 	path := filepath.Join(n.cfg.DataDir, topologyFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
+		n.freshStart = true
 		return nil
 	}
 	if err != nil {
@@ -110,8 +111,17 @@ func (n *Node) adopt(t topology.Topology, rev uint64) {
 		n.cur.Store(v)
 	}
 	n.mem.setMembers(t.IDs(topology.Joining, topology.Normal, topology.Leaving))
-	if t.IsMember(n.self) {
+	if t.IsMember(n.self) && !n.wasMember.Load() && n.lostData(t) {
+		n.dataLost.Store(true)
+		n.logOnce("lost", "this node's ID is a member of the ring, but its data directory is new: its data is lost. "+
+			"It serves nothing. Remove it from another node (kvs removenode "+n.self+" --force) and it joins again with "+
+			"its ranges streamed, or restart it with its old data directory", "cluster_id", t.ClusterID)
+	}
+	if t.IsMember(n.self) && !n.dataLost.Load() {
 		n.wasMember.Store(true)
+	}
+	if !t.IsMember(n.self) {
+		n.dataLost.Store(false)
 	}
 	if err := n.persistTopology(t); err != nil {
 		n.log.Error("persist topology", "err", err)
@@ -139,6 +149,22 @@ func (n *Node) persistTopology(t topology.Topology) error {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(n.cfg.DataDir, topologyFile), append(b, '\n'))
+}
+
+// lostData reports whether t counts this node as a member although this
+// process started with no topology file and did not itself found or join
+// the cluster: a node whose disk was wiped or replaced, restarted under its
+// old ID. Serving would make it a replica that holds none of its ranges. A
+// node that took part in founding the cluster adopts it from the store
+// like this too, so a topology still at its first epoch and founded around
+// when this process started (within the clock skew nodes tolerate,
+// 3 × MaxClockAhead) is taken as that.
+func (n *Node) lostData(t topology.Topology) bool {
+	if !n.freshStart || n.claimed.Load() {
+		return false
+	}
+	founding := t.Epoch == 1 && t.FoundedMs >= n.startedAt.Add(-3*MaxClockAhead).UnixMilli()
+	return !founding
 }
 
 // fence runs f with this node's epoch held steady, unless epoch (the one
@@ -232,6 +258,8 @@ func (n *Node) reconcile(ctx context.Context) {
 	}
 	m, ok := v.topo.Member(n.self)
 	switch {
+	case n.dataLost.Load():
+		n.setWaiting("this node's data directory is new but the ring counts it as a member: remove it (kvs removenode " + n.self + " --force) to have it join again")
 	case (!ok || m.State == topology.Removed) && n.wasMember.Load():
 		n.markLeft(v)
 	case !ok || m.State == topology.Removed:
@@ -287,7 +315,8 @@ func (n *Node) bootstrap(ctx context.Context, storeUp bool) {
 		return
 	}
 	cmd := topology.Command{Op: topology.OpBootstrap, ClusterID: newClusterID(), N: n.cfg.N, VNodes: n.cfg.VNodes,
-		Members: []topology.Member{{ID: n.self, HTTP: n.cfg.HTTPAddr}}}
+		FoundedMs: n.cfg.Clock.Now().UnixMilli(), Members: []topology.Member{{ID: n.self, HTTP: n.cfg.HTTPAddr}}}
+	n.claimed.Store(true)
 	for _, id := range ids {
 		cmd.Members = append(cmd.Members, topology.Member{ID: id, HTTP: https[id]})
 	}
@@ -345,6 +374,7 @@ func (n *Node) join(ctx context.Context, v *view) {
 	}
 	sctx, cancel := n.storeCtx(ctx)
 	defer cancel()
+	n.claimed.Store(true)
 	t, rev, err := topology.Propose(sctx, n.cfg.Topology, topology.Command{Op: topology.OpJoin, Node: n.self, HTTP: n.cfg.HTTPAddr})
 	if err != nil {
 		n.setWaiting("joining: " + err.Error())

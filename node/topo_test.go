@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -558,4 +559,47 @@ func received(st stream.State) uint64 {
 		k += tr.Keys
 	}
 	return k
+}
+
+// A node restarted under its old ID with a new, empty data directory well
+// after the cluster was founded serves nothing (it would be a replica that
+// lost what it acknowledged); once removed from another node it joins
+// again and streams its ranges back.
+func TestWipedNodeRejoins(t *testing.T) {
+	c := newTestCluster(t, three, noMovement)
+	ctx := ctxT(t)
+	pre := preload(t, c, 300)
+	// The cluster moves past its first epoch (a join abandoned).
+	if _, _, err := topology.Propose(ctx, c.topo, topology.Command{Op: topology.OpJoin, Node: "ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := topology.Propose(ctx, c.topo, topology.Command{Op: topology.OpAbort}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged()
+	c.stop("n3")
+	c.addDirs("n3") // a new disk
+	if err := os.RemoveAll(c.dirs["n3"]); err != nil {
+		t.Fatal(err)
+	}
+	n3 := c.start("n3")
+	waitFor(t, 10*time.Second, "n3 refuses to serve", func() bool {
+		err := n3.Ready()
+		return err != nil && strings.Contains(err.Error(), "data directory is new")
+	})
+	rep, err := c.net.Transport("n1").Request(ctx, "n3", OpGet, encodeGet(n3.epoch(), pre[0].key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := decodeGetReply(rep); err == nil {
+		t.Fatal("a node that lost its data answered a read")
+	}
+	if err := c.node("n1").RemoveNode(ctx, "n3", true); err != nil {
+		t.Fatal(err)
+	}
+	topo := c.waitTopology("n3 joined again", func(t topology.Topology) bool {
+		m, _ := t.Member("n3")
+		return m.State == topology.Normal && t.Epoch > 5
+	})
+	c.checkHeldByW(topo, pre, 3)
 }

@@ -23,10 +23,10 @@ import (
 
 // Bounds of `kvs bench`, so that a typo cannot turn it into a flood.
 const (
-	benchMaxDuration    = 60 * time.Second
+	benchMaxDuration = 60 * time.Second
 	// benchMaxPreload bounds the preload, which --keys bounds first: a
 	// million keys take a few minutes on a laptop-sized cluster.
-	benchMaxPreload = 30 * time.Minute
+	benchMaxPreload     = 30 * time.Minute
 	benchMaxConcurrency = 1024
 	benchMaxValueSize   = 1 << 20
 )

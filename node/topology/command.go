@@ -42,10 +42,11 @@ type Command struct {
 	Node string `json:"node,omitempty"`
 	// HTTP is the joining member's HTTP address (OpJoin).
 	HTTP string `json:"http,omitempty"`
-	// Members, ClusterID, N and VNodes describe a new cluster
+	// Members, ClusterID, FoundedMs, N and VNodes describe a new cluster
 	// (OpBootstrap).
 	Members   []Member `json:"members,omitempty"`
 	ClusterID string   `json:"cluster_id,omitempty"`
+	FoundedMs int64    `json:"founded_ms,omitempty"`
 	N         int      `json:"n,omitempty"`
 	VNodes    int      `json:"vnodes,omitempty"`
 }
@@ -121,7 +122,7 @@ func bootstrap(t Topology, c Command) (Topology, error) {
 	if len(c.Members) == 0 || c.ClusterID == "" {
 		return t, fmt.Errorf("%w: bootstrap needs members and a cluster id", ErrInvalid)
 	}
-	next := Topology{ClusterID: c.ClusterID, Epoch: 1, N: c.N, VNodes: c.VNodes}
+	next := Topology{ClusterID: c.ClusterID, FoundedMs: c.FoundedMs, Epoch: 1, N: c.N, VNodes: c.VNodes}
 	for _, m := range c.Members {
 		if err := ValidID(m.ID); err != nil {
 			return t, fmt.Errorf("%w: bootstrap member: %w", ErrInvalid, err)

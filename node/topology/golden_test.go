@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // -update to rewrite the expected output after a deliberate change, and
 // read the diff.
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"join", "leave", "remove", "refusals"} {
+	for _, name := range []string{"join", "leave", "remove", "refusals", "small"} {
 		t.Run(name, func(t *testing.T) { runGolden(t, "testdata/"+name+".txt") })
 	}
 }

@@ -105,6 +105,10 @@ func (p *Placement) Holds(id string, h uint64) bool {
 // and not a next one, and source is a current replica. A gainer streams
 // such keys from source = loser, or, when loser is dead, from every other
 // current replica.
+//
+// loser == gainer stands for the keys gainer receives that no member gives
+// up: a ring of fewer than N members that grows keeps every replica and
+// adds one. Those come from every current replica.
 func (p *Placement) Streams(h uint64, gainer, loser, source string) bool {
 	if p.Next == nil {
 		return false
@@ -112,13 +116,29 @@ func (p *Placement) Streams(h uint64, gainer, loser, source string) bool {
 	var cb, nb [16]string
 	cur := p.Replicas(cb[:0], h)
 	next := p.Next.AppendPreferenceListAt(nb[:0], h, p.N)
-	return slices.Contains(next, gainer) && !slices.Contains(cur, gainer) &&
-		slices.Contains(cur, loser) && !slices.Contains(next, loser) &&
-		slices.Contains(cur, source)
+	if !slices.Contains(next, gainer) || slices.Contains(cur, gainer) || !slices.Contains(cur, source) {
+		return false
+	}
+	if loser == gainer {
+		return len(leaving(cur, next)) == 0
+	}
+	return slices.Contains(cur, loser) && !slices.Contains(next, loser)
+}
+
+// leaving returns the members of cur not in next.
+func leaving(cur, next []string) []string {
+	var out []string
+	for _, id := range cur {
+		if !slices.Contains(next, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Transfer is one stream of a pending change: the ranges Gainer receives in
-// place of Loser.
+// place of Loser. Loser == Gainer stands for the ranges Gainer receives
+// that no member gives up (see Streams).
 type Transfer struct {
 	// Gainer receives the ranges; Loser gives them up.
 	Gainer, Loser string
@@ -138,10 +158,12 @@ func (p *Placement) Transfers() []Transfer {
 			if slices.Contains(cur, g) {
 				continue
 			}
-			for _, l := range cur {
-				if !slices.Contains(next, l) {
-					share[[2]string{g, l}] += arc(lo, hi)
-				}
+			losers := leaving(cur, next)
+			if len(losers) == 0 {
+				share[[2]string{g, g}] += arc(lo, hi)
+			}
+			for _, l := range losers {
+				share[[2]string{g, l}] += arc(lo, hi)
 			}
 		}
 	})

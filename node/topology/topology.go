@@ -98,6 +98,9 @@ type Topology struct {
 	// ClusterID is chosen at bootstrap; a node that finds a topology of
 	// another cluster ID in the store belongs to another cluster.
 	ClusterID string `json:"cluster_id"`
+	// FoundedMs is when the cluster was founded, Unix milliseconds on the
+	// founding node's clock.
+	FoundedMs int64 `json:"founded_ms,omitempty"`
 	// Epoch counts the changes of placement. Zero means no cluster yet.
 	Epoch uint64 `json:"epoch"`
 	// N is the replication factor and VNodes the virtual nodes per member:
