@@ -338,6 +338,7 @@ func TestReplicaMalformedMessage(t *testing.T) {
 		{"get empty key", OpGet, []byte{msgGet, 1, 0}},
 		{"hint garbage", OpHint, []byte{msgHint, 5, 'x'}},
 		{"hint bad target", OpHint, encodeHint("a.b", &good)},
+		{"hint for a stranger", OpHint, encodeHint("stranger", &good)},
 		{"roots garbage", OpRoots, []byte{msgRoots, 2, 'n', '2', 1}},
 		{"roots bad from", OpRoots, encodeRoots(1, "a b", nil, nil)},
 		{"roots unshared range", OpRoots, encodeRoots(1, "n2", []uint64{12345}, []uint64{0})},

@@ -64,6 +64,9 @@ func (n *Node) handleHint(req []byte) []byte {
 		if err == nil {
 			err = n.checkRecord(&rec)
 		}
+		if v := n.view(); err == nil && (v == nil || !v.topo.IsMember(target)) {
+			err = fmt.Errorf("%w: hint for %q, which is not a member of the ring", ErrMalformed, target)
+		}
 	}
 	if err != nil {
 		n.met.badRequests.WithLabelValues(OpHint).Inc()
