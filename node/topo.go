@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kvs-db/kvs/node/atomicfile"
 	"github.com/kvs-db/kvs/node/topology"
 )
 
@@ -148,7 +149,7 @@ func (n *Node) persistTopology(t topology.Topology) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(n.cfg.DataDir, topologyFile), append(b, '\n'))
+	return atomicfile.Write(filepath.Join(n.cfg.DataDir, topologyFile), append(b, '\n'))
 }
 
 // lostData reports whether t counts this node as a member although this
@@ -435,36 +436,4 @@ func (n *Node) logOnce(key, msg string, args ...any) {
 	if _, loaded := n.logged.LoadOrStore(key, true); !loaded {
 		n.log.Error(msg, args...)
 	}
-}
-
-// writeFileAtomic writes data to path: temp file, fsync, rename, directory
-// fsync.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

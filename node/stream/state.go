@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/kvs-db/kvs/node/atomicfile"
 )
 
 // stateFile is the name of the state file in Config.Dir.
@@ -152,7 +154,7 @@ func saveState(dir string, s *State) error {
 	if err != nil {
 		return fmt.Errorf("stream: save state: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, stateFile), append(b, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, stateFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("stream: save state: %w", err)
 	}
 	return nil
@@ -160,52 +162,8 @@ func saveState(dir string, s *State) error {
 
 // removeState deletes the state file of dir, if any, durably.
 func removeState(dir string) error {
-	err := os.Remove(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("stream: clear state: %w", err)
-	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.Remove(filepath.Join(dir, stateFile)); err != nil {
 		return fmt.Errorf("stream: clear state: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data: a temp file in the same
-// directory, fsynced, renamed over path, then the directory fsynced, so
-// that a crash leaves the old file or the new one, never a mix.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
