@@ -19,8 +19,9 @@ const maxImmutable = 2
 const maxCommitBatch = 1024
 
 // maxCommitBytes is the WAL write size at which the committer stops taking
-// more requests into a group (the last one taken may go past it): it bounds
-// the memory a group holds once requests carry many records.
+// more requests into a group (the last one taken may go past it), and the
+// size of WAL frames ApplyBatch commits at once: it bounds the memory a
+// group holds and how long a batch keeps its keys locked.
 const maxCommitBytes = 4 << 20
 
 // stripes serialise the read-check-write of Apply per key.
