@@ -7,9 +7,10 @@ import (
 	"github.com/kvs-db/kvs/lsm"
 )
 
-// TestApplyStreamed: each record of a streamed page is applied only if
-// newer; the records this node refuses (a version too far ahead, a
-// tombstone with a value) are skipped.
+// TestApplyStreamed: a streamed page goes to the store as one batch, each
+// record applied only if newer (of one key, the newest); the records this
+// node refuses (a version too far ahead, a tombstone with a value) are
+// skipped rather than failing the page.
 func TestApplyStreamed(t *testing.T) {
 	c := newTestCluster(t, []string{"n1"}, nil)
 	n := c.node("n1")
@@ -30,9 +31,11 @@ func TestApplyStreamed(t *testing.T) {
 		{Key: []byte("c"), Value: []byte("2"), Version: at(now + 1)},
 		{Key: []byte("c"), Value: []byte("1"), Version: at(now)},
 	}
+	before := db.Stats()
 	if err := n.applyStreamed(recs); err != nil {
 		t.Fatal(err)
 	}
+	after := db.Stats()
 	for k, want := range map[string]string{"a": "1", "held": "new", "c": "2", "far": "", "b": ""} {
 		got, err := db.Get([]byte(k))
 		switch {
@@ -41,5 +44,8 @@ func TestApplyStreamed(t *testing.T) {
 		case want != "" && (err != nil || string(got.Value) != want):
 			t.Errorf("%s = %q, %v; want %q", k, got.Value, err, want)
 		}
+	}
+	if a, r, g := after.Applies-before.Applies, after.Rejected-before.Rejected, after.CommitGroups-before.CommitGroups; a != 2 || r != 2 || g != 1 {
+		t.Fatalf("%d applied, %d rejected in %d commits; want 2, 2 in 1", a, r, g)
 	}
 }

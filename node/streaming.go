@@ -231,9 +231,10 @@ func (n *Node) streamRequest(ctx context.Context, source string, req []byte) ([]
 	return rep, nil
 }
 
-// applyStreamed stores streamed records (each only if newer). A record this
-// node refuses (a version from far in the future, a value over its limit)
-// is skipped and logged: it cannot be stored here whatever its source.
+// applyStreamed stores a page of streamed records (each only if newer) in
+// one batch. A record this node refuses (a version from far in the future,
+// a value over its limit) is skipped and logged: it cannot be stored here
+// whatever its source, and the store would refuse the batch for it.
 func (n *Node) applyStreamed(recs []lsm.Record) error {
 	var bytes int
 	var keep []lsm.Record // nil while every record is kept
