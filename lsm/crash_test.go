@@ -88,13 +88,14 @@ func (m *crashModel) synced() {
 
 // TestCrashRecovery runs seeded trials: random Applies (puts, overwrites,
 // tombstones, older versions arriving late, purged versions sent again),
-// Purges (of the version held or of another), Flushes and full and partial
-// compactions on a DB with a tiny memtable, a power cut after a
-// random number of file-system operations (possibly during recovery
-// itself), and a reopen checked against a model: every Apply and Purge
-// acknowledged under SyncAlways, and everything before a Flush that
-// returned, is there (a purged key absent); a key never shows a state older
-// than that; nothing never written appears.
+// ApplyBatches of such records (a key more than once, too), Purges (of the
+// version held or of another), Flushes and full and partial compactions on
+// a DB with a tiny memtable, a power cut after a random number of
+// file-system operations (possibly during recovery itself), and a reopen
+// checked against a model: every Apply, ApplyBatch and Purge acknowledged
+// under SyncAlways, and everything before a Flush that returned, is there
+// (a purged key absent); a key never shows a state older than that;
+// nothing never written appears.
 func TestCrashRecovery(t *testing.T) {
 	n := *crashSeeds
 	if testing.Short() {
@@ -121,39 +122,101 @@ type crashOp struct {
 	db      *DB
 	durable bool // SyncAlways
 	counter *uint64
+	keys    []string
 }
 
 func (o *crashOp) run(k string) bool {
-	cur := o.m.cur[k]
-	var rec Record
-	switch r := o.rng.IntN(12); {
-	case r < 6:
-		*o.counter++
-		rec = Record{Key: []byte(k), Value: []byte(fmt.Sprintf("v%d-%d", *o.counter, o.rng.IntN(1000))), Version: Version{*o.counter, uint32(o.rng.IntN(3))}}
-	case r < 8:
-		*o.counter++
-		rec = Record{Key: []byte(k), Version: Version{*o.counter, 1}, Tombstone: true}
-	case r < 9:
-		if cur.IsZero() {
+	switch r := o.rng.IntN(14); {
+	case r < 9, r == 11:
+		rec, ok := o.record(k, r)
+		if !ok {
 			return true
 		}
-		// An older version arriving late.
-		rec = Record{Key: []byte(k), Value: []byte("late"), Version: Version{cur.Counter - 1, 9}}
+		return o.apply(k, o.m.cur[k], rec)
 	case r < 11:
-		return o.purge(k, cur)
+		return o.purge(k, o.m.cur[k])
+	default:
+		return o.batch(k)
+	}
+}
+
+// record returns a record for k of the kind r (as run draws it), or false
+// if there is none of that kind to send now.
+func (o *crashOp) record(k string, r int) (Record, bool) {
+	cur := o.m.cur[k]
+	switch {
+	case r < 6:
+		*o.counter++
+		return Record{Key: []byte(k), Value: []byte(fmt.Sprintf("v%d-%d", *o.counter, o.rng.IntN(1000))), Version: Version{*o.counter, uint32(o.rng.IntN(3))}}, true
+	case r < 8:
+		*o.counter++
+		return Record{Key: []byte(k), Version: Version{*o.counter, 1}, Tombstone: true}, true
+	case r < 9:
+		if cur.IsZero() {
+			return Record{}, false
+		}
+		// An older version arriving late.
+		return Record{Key: []byte(k), Value: []byte("late"), Version: Version{cur.Counter - 1, 9}}, true
 	default:
 		// A purged version sent again (a range that moved back): it applies.
 		pv := o.m.purged[k]
 		if !cur.IsZero() || pv.IsZero() {
-			return true
+			return Record{}, false
 		}
 		a := o.m.attempts[k][pv]
-		rec = Record{Key: []byte(k), Value: []byte(a.value), Version: pv, Tombstone: a.tombstone}
+		rec := Record{Key: []byte(k), Value: []byte(a.value), Version: pv, Tombstone: a.tombstone}
 		if a.value == "" {
 			rec.Value = nil
 		}
+		return rec, true
 	}
-	return o.apply(k, cur, rec)
+}
+
+// batch sends up to six records of the kinds Apply gets, for k and other
+// keys (a key more than once, now and then), in one ApplyBatch. Per key
+// the newest record (the first of equal versions) applies if it is newer
+// than the version held; if the batch fails, each may or may not have.
+func (o *crashOp) batch(k string) bool {
+	kinds := [...]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 11}
+	var recs []Record
+	for range 1 + o.rng.IntN(6) {
+		key := k
+		if o.rng.IntN(2) == 0 {
+			key = o.keys[o.rng.IntN(len(o.keys))]
+		}
+		if rec, ok := o.record(key, kinds[o.rng.IntN(len(kinds))]); ok {
+			o.m.sent(rec)
+			recs = append(recs, rec)
+		}
+	}
+	newest := map[string]Version{}
+	var wins []string // the keys whose newest record applies, in batch order
+	for _, rec := range recs {
+		if k := string(rec.Key); newest[k].Less(rec.Version) {
+			newest[k] = rec.Version
+		}
+	}
+	for _, rec := range recs {
+		k := string(rec.Key)
+		if newest[k] == rec.Version && o.m.cur[k].Less(rec.Version) && !slices.Contains(wins, k) {
+			wins = append(wins, k)
+		}
+	}
+	applied, err := o.db.ApplyBatch(recs)
+	if err != nil {
+		for _, k := range wins {
+			o.m.maybe(k, newest[k])
+		}
+		return false
+	}
+	if applied != len(wins) {
+		o.t.Errorf("seed %d: ApplyBatch(%v) applied %d, want %d (%v)", o.seed, recs, applied, len(wins), wins)
+		return false
+	}
+	for _, k := range wins {
+		o.m.step(k, newest[k], o.durable)
+	}
+	return true
 }
 
 func (o *crashOp) apply(k string, cur Version, rec Record) bool {
@@ -238,7 +301,7 @@ func crashTrial(t *testing.T, seed uint64) int {
 		opts := Options{Dir: "/db", FS: efs, Sync: sync, MemtableBytes: memBytes, Now: func() time.Time { return time.UnixMilli(0) }}
 		db, err := Open(opts)
 		if err == nil {
-			op := &crashOp{t: t, seed: seed, rng: rng, m: m, db: db, durable: sync == SyncAlways, counter: &counter}
+			op := &crashOp{t: t, seed: seed, rng: rng, m: m, db: db, durable: sync == SyncAlways, counter: &counter, keys: keys}
 			for i := 0; i < 40; i++ {
 				k := keys[rng.IntN(len(keys))]
 				switch rng.IntN(30) {

@@ -18,6 +18,12 @@ const maxImmutable = 2
 // maxCommitBatch bounds how many Apply calls share one WAL write.
 const maxCommitBatch = 1024
 
+// maxCommitBytes is the WAL write size at which the committer stops taking
+// more requests into a group (the last one taken may go past it), and the
+// size of WAL frames ApplyBatch commits at once: it bounds the memory a
+// group holds and how long a batch keeps its keys locked.
+const maxCommitBytes = 4 << 20
+
 // stripes serialise the read-check-write of Apply per key.
 const stripes = 256
 
@@ -104,20 +110,28 @@ const (
 )
 
 type commitReq struct {
-	kind  reqKind
-	rec   Record
-	prev  Version // reqApply: the version held before, for OnApply
+	kind reqKind
+	// reqApply: the records to commit, each of a different key, which the
+	// memtable takes over; the version held for each before, for OnApply;
+	// and their WAL frames, concatenated in the same order.
+	recs  []Record
+	prevs []Version
 	frame []byte
 	done  chan error
 	imm   *memtable // reqRotate: the memtable Flush waits for
+	// one and onePrev back recs and prevs for a single Apply or Purge, so
+	// that it costs no allocation of its own.
+	one     [1]Record
+	onePrev [1]Version
 }
 
-// cur returns the version an Apply request leaves held: none for a purge.
-func (r *commitReq) cur() Version {
-	if r.rec.purged {
+// heldAfter returns the version a committed record leaves held: none for a
+// purge marker.
+func heldAfter(rec *Record) Version {
+	if rec.purged {
 		return Version{}
 	}
-	return r.rec.Version
+	return rec.Version
 }
 
 // Open opens or creates the store in opts.Dir, replaying the WAL.
@@ -525,9 +539,10 @@ func (db *DB) heldVersion(key []byte) (Version, error) {
 // WAL (synced under SyncAlways) and the memtable. prev is the version held
 // before, passed on to OnApply.
 func (db *DB) commit(rec Record, prev Version) error {
-	c := cloneRecord(rec)
-	req := &commitReq{kind: reqApply, rec: c, prev: prev, done: make(chan error, 1)}
-	req.frame = appendFrame(nil, appendRecord(nil, &c))
+	req := &commitReq{kind: reqApply, done: make(chan error, 1)}
+	req.one[0], req.onePrev[0] = cloneRecord(rec), prev
+	req.recs, req.prevs = req.one[:], req.onePrev[:]
+	req.frame = appendFrame(nil, appendRecord(nil, &req.one[0]))
 	db.commitCh <- req
 	return <-req.done
 }
@@ -775,14 +790,16 @@ func (db *DB) commitLoop() {
 				return
 			}
 			batch = append(batch[:0], req)
+			size := len(req.frame)
 		drain:
-			for len(batch) < maxCommitBatch {
+			for len(batch) < maxCommitBatch && size < maxCommitBytes {
 				select {
 				case r, ok := <-db.commitCh:
 					if !ok {
 						break drain
 					}
 					batch = append(batch, r)
+					size += len(r.frame)
 				default:
 					break drain
 				}
@@ -837,13 +854,19 @@ func (db *DB) commitGroup(g []*commitReq) {
 		}
 		return
 	}
-	buf := db.walBuf[:0]
-	for _, r := range g {
-		buf = append(buf, r.frame...)
-	}
-	db.walBuf = buf
-	if cap(db.walBuf) > 4<<20 {
-		db.walBuf = nil
+	var buf []byte
+	if len(g) == 1 {
+		// A lone request (a batch, often) is written as is, uncopied.
+		buf = g[0].frame
+	} else {
+		buf = db.walBuf[:0]
+		for _, r := range g {
+			buf = append(buf, r.frame...)
+		}
+		db.walBuf = buf
+		if cap(db.walBuf) > maxCommitBytes {
+			db.walBuf = nil
+		}
 	}
 	err := db.wal.write(buf)
 	if err == nil && db.opts.Sync == SyncAlways {
@@ -863,9 +886,11 @@ func (db *DB) commitGroup(g []*commitReq) {
 	hook := db.opts.OnApply
 	db.mu.Lock()
 	for _, r := range g {
-		db.mem.put(r.rec)
-		if hook != nil {
-			hook(r.rec.Key, r.prev, r.cur())
+		for i := range r.recs {
+			db.mem.put(r.recs[i])
+			if hook != nil {
+				hook(r.recs[i].Key, r.prevs[i], heldAfter(&r.recs[i]))
+			}
 		}
 	}
 	full := db.mem.bytes >= db.opts.MemtableBytes

@@ -15,6 +15,16 @@
 // background goroutine writes the frozen memtable to a table. Writes stall
 // only if two frozen memtables are already waiting.
 //
+// ApplyBatch takes the same path with many records per request. It keeps
+// the newest record of each key in the batch, locks the stripes of all
+// their keys (ascending, each once, so that batches never deadlock with
+// each other or with Apply), checks each version held, and hands the
+// records that are newer to the committer as one request: their frames in
+// one write, one fsync, one insertion into the memtable. Batches of more
+// than 4 MiB of frames are cut into commits of at most that, each locked,
+// written and inserted on its own; each record is atomic, the batch as a
+// whole is not (see ApplyBatch).
+//
 // Purge takes the same path: under the per-key lock it checks that the
 // version held is the one to purge and commits a purge marker, a record
 // that shadows the key's older versions in older tables but reads as no
@@ -22,7 +32,8 @@
 // it). A tombstone, by contrast, is a version: only newer writes beat it.
 //
 // An I/O error on the write path (WAL write or sync, table write, manifest
-// update) fails the Apply that met it and leaves the DB read-only: every
+// update) fails the Apply (or ApplyBatch) that met it and leaves the DB
+// read-only: every
 // later write fails with an error wrapping ErrReadOnly and the cause.
 //
 // # Read path

@@ -44,8 +44,9 @@ func (h *hookRecorder) take() []hookCall {
 // TestOnApply runs a sequence of operations and checks, right after each
 // returns, the OnApply calls it made: exact prev and cur for puts and
 // tombstones, whether the held version comes from the memtable, a table or a
-// replayed WAL; none for rejected Applies, flushes, compactions (also when
-// they drop a tombstone) and WAL replay.
+// replayed WAL; for a batch, one call per record applied, in batch order;
+// none for rejected Applies, flushes, compactions (also when they drop a
+// tombstone) and WAL replay.
 func TestOnApply(t *testing.T) {
 	fs := NewMemFS()
 	rec := &hookRecorder{}
@@ -68,6 +69,14 @@ func TestOnApply(t *testing.T) {
 	apply := func(r Record) func() error {
 		return func() error { _, _, err := db.Apply(r); return err }
 	}
+	batch := func(want int, recs ...Record) func() error {
+		return func() error {
+			if n, err := db.ApplyBatch(recs); err != nil || n != want {
+				return fmt.Errorf("ApplyBatch = %d, %v; want %d", n, err, want)
+			}
+			return nil
+		}
+	}
 	purge := func(k string, ver uint64, want bool) func() error {
 		return func() error {
 			if ok, err := db.Purge([]byte(k), v(ver)); err != nil || ok != want {
@@ -89,6 +98,15 @@ func TestOnApply(t *testing.T) {
 		{"older than tombstone rejected", apply(put("a", "x", v(2))), none},
 		{"put over tombstone", apply(put("a", "2", v(4))), one("a", 3, 4)},
 		{"flush", func() error { return db.Flush() }, none},
+		{"batch: calls in batch order, prev from a table, newest of a key only", batch(3,
+			put("f", "1", v(20)),
+			put("b", "x", v(1)), // older than b's 2: rejected
+			put("f", "0", v(19)),
+			del("a", v(21)),
+			put("g", "1", v(22)),
+			put("g", "2", v(23)),
+		), []hookCall{{"f", Version{}, v(20)}, {"a", v(4), v(21)}, {"g", Version{}, v(23)}}},
+		{"batch of nothing newer", batch(0, put("f", "1", v(20)), put("g", "0", v(1))), none},
 		{"held version read from a table", apply(put("b", "2", v(5))), one("b", 2, 5)},
 		{"tombstone to be dropped", apply(del("c", v(7))), one("c", 0, 7)},
 		{"flush again", func() error { return db.Flush() }, none},
@@ -162,7 +180,7 @@ type xorSnapshot struct {
 // will: an OnApply hook XORs hash(key, cur) in and hash(key, prev) out of an
 // accumulator, and atSnapshot hands the accumulator over and starts a fresh
 // one. Writers race on a few keys (puts, tombstones, stale versions,
-// purges, older versions applied over purges) while
+// purges, older versions applied over purges, batches of these) while
 // two scanners take snapshots and memtables are flushed and compacted. For
 // each snapshot, the previous snapshot's XOR plus the deltas handed over
 // must equal the XOR of what it scanned, and the last one plus the deltas
@@ -210,11 +228,33 @@ func TestScanAtOrdersWithOnApply(t *testing.T) {
 				k := fmt.Sprintf("k%02d", rng.IntN(keys))
 				ver := Version{Counter: counter.Add(1), Node: uint32(w)}
 				r := put(k, "v", ver)
-				switch rng.IntN(8) {
+				switch rng.IntN(9) {
 				case 0:
 					r = del(k, ver)
 				case 1:
 					r.Version.Counter = max(ver.Counter, 40) - 40 // most likely stale
+				case 3:
+					// A batch: puts, tombstones and stale versions of a few
+					// keys, the same key more than once now and then.
+					recs := make([]Record, 1+rng.IntN(6))
+					for j := range recs {
+						k := fmt.Sprintf("k%02d", rng.IntN(keys))
+						ver := Version{Counter: counter.Add(1), Node: uint32(w)}
+						switch rng.IntN(4) {
+						case 0:
+							recs[j] = del(k, ver)
+						case 1:
+							ver.Counter = max(ver.Counter, 40) - 40
+							fallthrough
+						default:
+							recs[j] = put(k, "v", ver)
+						}
+					}
+					if _, err := db.ApplyBatch(recs); err != nil {
+						t.Error(err)
+						return
+					}
+					continue
 				case 2:
 					// Purge what is held, unless a write gets in first.
 					if got, err := db.Get([]byte(k)); err == nil {

@@ -20,8 +20,9 @@ type Stats struct {
 	TableSizes []int64
 	TableBytes int64
 
-	// Applies counts applied records; Rejected counts Apply calls whose
-	// version was not newer than the one held.
+	// Applies counts applied records (of Apply and ApplyBatch); Rejected
+	// counts the records that were not, their version not being newer
+	// than the one held (or, in a batch, than another of the same key).
 	Applies  uint64
 	Rejected uint64
 	// Purges counts records dropped by Purge (not the Purge calls that

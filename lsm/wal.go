@@ -38,11 +38,17 @@ const maxWALRecord = 1 << 30
 
 func appendFrame(dst, payload []byte) []byte {
 	var h [walHeaderLen]byte
+	putFrameHeader(h[:], payload)
+	dst = append(dst, h[:]...)
+	return append(dst, payload...)
+}
+
+// putFrameHeader fills h (walHeaderLen bytes) with the frame header of
+// payload.
+func putFrameHeader(h, payload []byte) {
 	binary.LittleEndian.PutUint32(h[0:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(h[4:], checksum(payload))
 	binary.LittleEndian.PutUint32(h[8:], checksum(h[:8]))
-	dst = append(dst, h[:]...)
-	return append(dst, payload...)
 }
 
 // walTail says how a WAL ended.

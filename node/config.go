@@ -152,6 +152,12 @@ type Store interface {
 	// key, atomically per key, durably before it returns. It returns the
 	// version held afterwards and whether rec was applied.
 	Apply(rec lsm.Record) (held lsm.Version, applied bool, err error)
+	// ApplyBatch applies each record of recs as Apply would (of several
+	// records of one key, only the newest can), in few WAL writes and
+	// fsyncs, and returns how many it applied. Each record is atomic, the
+	// batch is not (lsm.DB.ApplyBatch); an invalid record fails the whole
+	// call before anything is written.
+	ApplyBatch(recs []lsm.Record) (applied int, err error)
 	// Get returns the newest record of key, tombstones included, or an
 	// error wrapping lsm.ErrNotFound.
 	Get(key []byte) (lsm.Record, error)

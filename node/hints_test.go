@@ -166,6 +166,7 @@ func TestConfigValidate(t *testing.T) {
 type nopStore struct{}
 
 func (nopStore) Apply(lsm.Record) (lsm.Version, bool, error)                { return lsm.Version{}, false, nil }
+func (nopStore) ApplyBatch([]lsm.Record) (int, error)                       { return 0, nil }
 func (nopStore) Get([]byte) (lsm.Record, error)                             { return lsm.Record{}, lsm.ErrNotFound }
 func (nopStore) Scan([]byte, []byte, func(lsm.Record) bool) error           { return nil }
 func (nopStore) Purge([]byte, lsm.Version) (bool, error)                    { return false, nil }

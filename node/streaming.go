@@ -232,20 +232,31 @@ func (n *Node) streamRequest(ctx context.Context, source string, req []byte) ([]
 	return rep, nil
 }
 
-// applyStreamed stores streamed records (each only if newer). A record this
-// node refuses (a version from far in the future, a value over its limit)
-// is skipped and logged: it cannot be stored here whatever its source.
+// applyStreamed stores a page of streamed records (each only if newer) in
+// one batch. A record this node refuses (a version from far in the future,
+// a value over its limit) is skipped and logged: it cannot be stored here
+// whatever its source, and the store would refuse the batch for it.
 func (n *Node) applyStreamed(recs []lsm.Record) error {
 	var bytes int
+	var keep []lsm.Record // nil while every record is kept
 	for i := range recs {
 		bytes += len(recs[i].Key) + len(recs[i].Value)
 		if err := n.checkRecord(&recs[i]); err != nil {
 			n.log.Warn("streamed record refused", "key", recs[i].Key, "err", err)
+			if keep == nil {
+				keep = append(make([]lsm.Record, 0, len(recs)-1), recs[:i]...)
+			}
 			continue
+		}
+		if keep != nil {
+			keep = append(keep, recs[i])
 		}
 		n.clock.observe(recs[i].Version.Counter)
 	}
-	if err := n.applyBatch(recs); err != nil {
+	if keep == nil {
+		keep = recs
+	}
+	if err := n.applyBatch(keep); err != nil {
 		return err
 	}
 	n.met.streamKeys.Add(float64(len(recs)))
