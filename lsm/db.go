@@ -1126,8 +1126,10 @@ func (db *DB) flushOne() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	imm.finish(nil)
+	// Counted before the waiters hear of it, so that a Flush that returns
+	// sees its own flush in Stats.
 	db.stats.flushes.Add(1)
+	imm.finish(nil)
 	// The WAL of the flushed memtable is no longer needed.
 	if err := db.fs.Remove(join(db.dir, logName(imm.walNum))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		db.opts.Logger.Warn("lsm: remove WAL", "file", logName(imm.walNum), "err", err)
