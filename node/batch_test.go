@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/kvs-db/kvs/lsm"
@@ -47,5 +48,27 @@ func TestApplyStreamed(t *testing.T) {
 	}
 	if a, r, g := after.Applies-before.Applies, after.Rejected-before.Rejected, after.CommitGroups-before.CommitGroups; a != 2 || r != 2 || g != 1 {
 		t.Fatalf("%d applied, %d rejected in %d commits; want 2, 2 in 1", a, r, g)
+	}
+}
+
+// A large batch goes to the store in commits of applyBatchRecords, so that
+// a client write never waits behind a whole stream page's fsync.
+func TestApplyBatchChunks(t *testing.T) {
+	c := newTestCluster(t, []string{"n1"}, nil)
+	n := c.node("n1")
+	c.mu.Lock()
+	db := c.stores["n1"]
+	c.mu.Unlock()
+	var recs []lsm.Record
+	for i := range 2*applyBatchRecords + 10 {
+		recs = append(recs, lsm.Record{Key: fmt.Appendf(nil, "k%04d", i), Value: []byte("v"), Version: lsm.Version{Counter: 1, Node: 1}})
+	}
+	before := db.Stats()
+	if err := n.applyBatch(recs); err != nil {
+		t.Fatal(err)
+	}
+	after := db.Stats()
+	if a, g := after.Applies-before.Applies, after.CommitGroups-before.CommitGroups; a != uint64(len(recs)) || g != 3 {
+		t.Fatalf("%d applied in %d commits; want %d in 3", a, g, len(recs))
 	}
 }
