@@ -51,9 +51,9 @@ image: static
 up: image
 	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
 
-## down: stop the compose cluster and remove its volumes
+## down: stop the compose cluster (node4 of the "join" profile too) and remove its volumes
 down:
-	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down -v
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) --profile join down -v
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
