@@ -189,16 +189,30 @@ func seesAlive(t *testing.T, observer, member string, alive bool) {
 	})
 }
 
-func TestComposeCluster(t *testing.T) {
+// requireImage fails the test when the image the compose file runs is
+// missing.
+func requireImage(t *testing.T) {
+	t.Helper()
 	if out, err := exec.Command("docker", "image", "inspect", "kvs:dev").CombinedOutput(); err != nil {
 		t.Fatalf("image kvs:dev missing (run `make image` or `make test-docker`): %v\n%s", err, out)
 	}
-	compose(t, "down", "-v", "--remove-orphans")
+}
+
+// composeDown removes the test's compose project: containers (node4 of the
+// "join" profile too), network and volumes.
+func composeDown(t *testing.T) {
+	t.Helper()
+	compose(t, "--profile", "join", "down", "-v", "--remove-orphans")
+}
+
+func TestComposeCluster(t *testing.T) {
+	requireImage(t)
+	composeDown(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("cluster logs:\n%s", compose(t, "logs", "--no-color", "--tail", "200"))
 		}
-		compose(t, "down", "-v", "--remove-orphans")
+		composeDown(t)
 	})
 	compose(t, "up", "-d")
 	waitReady(t, "node1", "node2", "node3")
