@@ -23,10 +23,18 @@ const project = "kvstest"
 // secret is the cluster secret the test cluster runs with.
 const secret = "docker-test-secret"
 
+// streamThroughput is the bytes per second the test cluster's nodes stream
+// at in a topology change: slow enough that a join or a decommission of a
+// few hundred kilobytes stays pending for seconds, so that many writes land
+// while it is (at kvs's default, 32 MiB/s, it is over in a fraction of a
+// second).
+const streamThroughput = 64 << 10
+
 var nodes = map[string]string{
 	"node1": "http://127.0.0.1:8081",
 	"node2": "http://127.0.0.1:8082",
 	"node3": "http://127.0.0.1:8083",
+	"node4": "http://127.0.0.1:8084", // the "join" profile; only the topology test starts it
 }
 
 var client = &http.Client{Timeout: 5 * time.Second}
@@ -45,7 +53,8 @@ func compose(t *testing.T, args ...string) string {
 	full = append(full, "-p", project, "-f", "docker-compose.yml")
 	full = append(full, args...)
 	cmd := exec.Command(name, full...)
-	cmd.Env = append(os.Environ(), "KVS_CLUSTER_SECRET="+secret, "KVS_LOG_LEVEL=debug")
+	cmd.Env = append(os.Environ(), "KVS_CLUSTER_SECRET="+secret, "KVS_LOG_LEVEL=debug",
+		fmt.Sprintf("KVS_STREAM_THROUGHPUT=%d", streamThroughput))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(full, " "), err, out)
