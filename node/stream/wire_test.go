@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"math"
 	"slices"
@@ -81,6 +82,33 @@ func TestRecordBytesIsExact(t *testing.T) {
 	for _, r := range wireRecords {
 		if got, want := recordBytes(&r), len(appendRecord(nil, &r)); got != want {
 			t.Errorf("%q: recordBytes %d, encoding %d", r.Key[:1], got, want)
+		}
+	}
+}
+
+// TestWireGolden pins the encodings to the byte: gainer and source may
+// run different builds during a rolling upgrade.
+func TestWireGolden(t *testing.T) {
+	rec := lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: lsm.Version{Counter: 300, Node: 2}}
+	tomb := lsm.Record{Key: []byte("tomb"), Version: lsm.Version{Counter: 1, Node: 1}, Tombstone: true, Expiry: -1}
+	for _, tc := range []struct {
+		name string
+		got  []byte
+		want string // type, then the fields in order
+	}{
+		{"request", (&Request{Epoch: 7, Gainer: "n4", Loser: "n1", After: []byte("k0"), MaxBytes: 512 << 10}).Encode(),
+			"06 07 026e34 026e31 026b30 808020"},
+		{"first request", (&Request{Epoch: 1, Gainer: "g", Loser: "l"}).Encode(), "06 01 0167 016c 00 00"},
+		{"page", (&Page{Records: []lsm.Record{rec, tomb}, Next: []byte("u")}).Encode(),
+			"86 00 0175 02 016b ac02 02 00 0176 04746f6d62 01 01 03 01 00"},
+		{"last page", (&Page{Done: true}).Encode(), "86 01 00 00"},
+	} {
+		want, err := hex.DecodeString(strings.ReplaceAll(tc.want, " ", ""))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !bytes.Equal(tc.got, want) {
+			t.Errorf("%s:\n got %x\nwant %x", tc.name, tc.got, want)
 		}
 	}
 }
