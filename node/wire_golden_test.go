@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node/aae"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
 // unhex decodes hex written with spaces between the fields.
@@ -61,7 +62,7 @@ func TestWireGolden(t *testing.T) {
 			"08 07 026e33 026b31 01 0300000000000000 01" + strings.Repeat("00", 126) + "80"},
 		{"keys reply", encodeKeysReply(entries, []byte("c"), true), "88 01 0163 02 0161 01 02 0162 ac02 00"},
 		{"keys reply last", encodeKeysReply(nil, nil, false), "88 00 00 00"},
-		{"record", appendRecord(nil, &rec), "016b ac02 02 00 0176"},
+		{"record", wire.AppendRecord(nil, &rec), "016b ac02 02 00 0176"},
 	} {
 		if want := unhex(t, tc.want); !bytes.Equal(tc.got, want) {
 			t.Errorf("%s:\n got %x\nwant %x", tc.name, tc.got, want)
