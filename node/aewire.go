@@ -4,23 +4,22 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node/aae"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
-// Wire messages of anti-entropy (see wire.go for the conventions; a token
-// or a hash is 8 bytes little-endian):
+// Wire messages of anti-entropy (see wire.go; a token or a hash is a u64):
 //
 //	roots req    = 0x04 epoch:uvarint from:bytes n:uvarint (token root)×n, tokens increasing
 //	roots reply  = 0x84 n:uvarint token×n, the ranges whose roots differ
 //	leaves req   = 0x05 epoch:uvarint from:bytes n:uvarint token×n, n ≤ 64
 //	leaves reply = 0x85 n:uvarint (leaf×1024)×n, in the request's order
 //	keys req     = 0x08 epoch:uvarint from:bytes after:bytes n:uvarint (token segments:128 bytes)×n
-//	keys reply   = 0x88 more:byte(0|1) next:bytes n:uvarint (key:bytes counter:uvarint node:uvarint)×n, keys increasing
+//	keys reply   = 0x88 more:bool next:bytes n:uvarint (key:bytes version)×n, keys increasing
 //
 // A keys request lists the entries of the given cells (range token and a
 // bitmap of its segments) with keys after after; a reply with more set
@@ -44,41 +43,18 @@ const maxTokens = 1 << 20
 
 func appendHeader(b []byte, typ byte, epoch uint64, from string) []byte {
 	b = binary.AppendUvarint(append(b, typ), epoch)
-	return appendBytes(b, []byte(from))
+	return wire.AppendBytes(b, []byte(from))
 }
 
-func (r *reader) u64() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	if len(r.b)-r.off < 8 {
-		r.fail("truncated")
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b[r.off:])
-	r.off += 8
-	return v
-}
-
-// count reads a count of items of at least size bytes each, bounded by max
-// and by what the message can hold.
-func (r *reader) count(size, max int) int {
-	n := r.uvarint()
-	if r.err == nil && (n > uint64(max) || n*uint64(size) > uint64(len(r.b)-r.off)) {
-		r.fail("count %d too large", n)
-		return 0
-	}
-	return int(n)
-}
-
-func (r *reader) header(typ byte) (epoch uint64, from string) {
-	if err := r.start(typ); err != nil {
+// readHeader reads the type, epoch and sender of a request.
+func readHeader(r *wire.Reader, typ byte) (epoch uint64, from string) {
+	if err := readType(r, typ); err != nil {
 		return 0, ""
 	}
-	epoch = r.uvarint()
-	f := r.bytes("from", maxTargetBytes)
-	if r.err == nil && validToken(string(f)) != nil {
-		r.fail("bad node ID %q", f)
+	epoch = r.Uvarint()
+	f := r.Bytes("from", maxTargetBytes)
+	if r.Err() == nil && validToken(string(f)) != nil {
+		r.Fail("bad node ID %q", f)
 	}
 	return epoch, string(f)
 }
@@ -94,17 +70,17 @@ func encodeRoots(epoch uint64, from string, tokens, roots []uint64) []byte {
 }
 
 func decodeRoots(b []byte) (epoch uint64, from string, tokens, roots []uint64, err error) {
-	r := reader{b: b}
-	epoch, from = r.header(msgRoots)
-	n := r.count(16, maxTokens)
-	for i := 0; i < n && r.err == nil; i++ {
-		t, root := r.u64(), r.u64()
+	r := wire.NewReader(b)
+	epoch, from = readHeader(r, msgRoots)
+	n := r.Count("ranges", 16, maxTokens)
+	for i := 0; i < n && r.Err() == nil; i++ {
+		t, root := r.U64(), r.U64()
 		if len(tokens) > 0 && t <= tokens[len(tokens)-1] {
-			r.fail("tokens not increasing")
+			r.Fail("tokens not increasing")
 		}
 		tokens, roots = append(tokens, t), append(roots, root)
 	}
-	return epoch, from, tokens, roots, r.end()
+	return epoch, from, tokens, roots, r.End()
 }
 
 func encodeTokens(typ byte, tokens []uint64) []byte {
@@ -118,16 +94,16 @@ func encodeTokens(typ byte, tokens []uint64) []byte {
 func encodeRootsReply(diff []uint64) []byte { return encodeTokens(msgRootsReply, diff) }
 
 func decodeRootsReply(b []byte) ([]uint64, error) {
-	r := reader{b: b}
-	if err := r.start(msgRootsReply); err != nil {
+	r := wire.NewReader(b)
+	if err := readType(r, msgRootsReply); err != nil {
 		return nil, err
 	}
-	n := r.count(8, maxTokens)
+	n := r.Count("ranges", 8, maxTokens)
 	var out []uint64
-	for i := 0; i < n && r.err == nil; i++ {
-		out = append(out, r.u64())
+	for i := 0; i < n && r.Err() == nil; i++ {
+		out = append(out, r.U64())
 	}
-	return out, r.end()
+	return out, r.End()
 }
 
 func encodeLeaves(epoch uint64, from string, tokens []uint64) []byte {
@@ -140,13 +116,13 @@ func encodeLeaves(epoch uint64, from string, tokens []uint64) []byte {
 }
 
 func decodeLeaves(b []byte) (epoch uint64, from string, tokens []uint64, err error) {
-	r := reader{b: b}
-	epoch, from = r.header(msgLeaves)
-	n := r.count(8, aeLeavesPerRequest)
-	for i := 0; i < n && r.err == nil; i++ {
-		tokens = append(tokens, r.u64())
+	r := wire.NewReader(b)
+	epoch, from = readHeader(r, msgLeaves)
+	n := r.Count("ranges", 8, aeLeavesPerRequest)
+	for i := 0; i < n && r.Err() == nil; i++ {
+		tokens = append(tokens, r.U64())
 	}
-	return epoch, from, tokens, r.end()
+	return epoch, from, tokens, r.End()
 }
 
 func encodeLeavesReply(leaves [][]uint64) []byte {
@@ -161,23 +137,23 @@ func encodeLeavesReply(leaves [][]uint64) []byte {
 }
 
 func decodeLeavesReply(b []byte, want int) ([][]uint64, error) {
-	r := reader{b: b}
-	if err := r.start(msgLeavesReply); err != nil {
+	r := wire.NewReader(b)
+	if err := readType(r, msgLeavesReply); err != nil {
 		return nil, err
 	}
-	n := r.count(8*aae.Segments, aeLeavesPerRequest)
-	if r.err == nil && n != want {
-		r.fail("%d trees, asked for %d", n, want)
+	n := r.Count("trees", 8*aae.Segments, aeLeavesPerRequest)
+	if r.Err() == nil && n != want {
+		r.Fail("%d trees, asked for %d", n, want)
 	}
 	out := make([][]uint64, 0, n)
-	for i := 0; i < n && r.err == nil; i++ {
+	for i := 0; i < n && r.Err() == nil; i++ {
 		l := make([]uint64, aae.Segments)
 		for j := range l {
-			l[j] = r.u64()
+			l[j] = r.U64()
 		}
 		out = append(out, l)
 	}
-	return out, r.end()
+	return out, r.End()
 }
 
 func encodeKeys(epoch uint64, from string, after []byte, cells cellSet) []byte {
@@ -187,7 +163,7 @@ func encodeKeys(epoch uint64, from string, after []byte, cells cellSet) []byte {
 	}
 	slices.Sort(toks)
 	b := appendHeader(nil, msgKeys, epoch, from)
-	b = appendBytes(b, after)
+	b = wire.AppendBytes(b, after)
 	b = binary.AppendUvarint(b, uint64(len(toks)))
 	for _, t := range toks {
 		b = binary.LittleEndian.AppendUint64(b, t)
@@ -199,26 +175,26 @@ func encodeKeys(epoch uint64, from string, after []byte, cells cellSet) []byte {
 }
 
 func decodeKeys(b []byte) (epoch uint64, from string, after []byte, cells cellSet, err error) {
-	r := reader{b: b}
-	epoch, from = r.header(msgKeys)
-	after = r.bytes("after", MaxKeyBytes)
-	n := r.count(8+segBytes, maxTokens)
+	r := wire.NewReader(b)
+	epoch, from = readHeader(r, msgKeys)
+	after = r.Bytes("after", wire.MaxKeyBytes)
+	n := r.Count("cells", 8+segBytes, maxTokens)
 	cells = cellSet{}
-	for i := 0; i < n && r.err == nil; i++ {
-		t := r.u64()
+	for i := 0; i < n && r.Err() == nil; i++ {
+		t := r.U64()
 		bm := new([aae.Segments / 64]uint64)
 		for j := range bm {
-			bm[j] = r.u64()
+			bm[j] = r.U64()
 		}
 		if cells[t] != nil {
-			r.fail("range %d listed twice", t)
+			r.Fail("range %d listed twice", t)
 		}
 		cells[t] = bm
 	}
 	if len(after) == 0 {
 		after = nil
 	}
-	return epoch, from, after, cells, r.end()
+	return epoch, from, after, cells, r.End()
 }
 
 // aeEntry is one key and version in a keys reply.
@@ -232,45 +208,40 @@ func encodeKeysReply(entries []aeEntry, next []byte, more bool) []byte {
 	if more {
 		b[1] = 1
 	}
-	b = appendBytes(b, next)
+	b = wire.AppendBytes(b, next)
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for _, e := range entries {
-		b = appendBytes(b, e.key)
-		b = binary.AppendUvarint(b, e.v.Counter)
-		b = binary.AppendUvarint(b, uint64(e.v.Node))
+		b = wire.AppendBytes(b, e.key)
+		b = wire.AppendVersion(b, e.v)
 	}
 	return b
 }
 
 func decodeKeysReply(b []byte) (entries []aeEntry, next []byte, more bool, err error) {
-	r := reader{b: b}
-	if err := r.start(msgKeysReply); err != nil {
+	r := wire.NewReader(b)
+	if err := readType(r, msgKeysReply); err != nil {
 		return nil, nil, false, err
 	}
-	more = r.bool()
-	next = r.bytes("next", MaxKeyBytes)
-	n := r.count(3, len(b))
-	for i := 0; i < n && r.err == nil; i++ {
+	more = r.Bool()
+	next = r.Bytes("next", wire.MaxKeyBytes)
+	n := r.Count("keys", 3, len(b))
+	for i := 0; i < n && r.Err() == nil; i++ {
 		var e aeEntry
-		e.key = r.bytes("key", MaxKeyBytes)
-		e.v.Counter = r.uvarint()
-		node := r.uvarint()
-		if node > math.MaxUint32 {
-			r.fail("version node %d over 32 bits", node)
-		}
-		e.v.Node = uint32(node)
-		if r.err == nil && (len(e.key) == 0 || (len(entries) > 0 && bytes.Compare(e.key, entries[len(entries)-1].key) <= 0)) {
-			r.fail("keys empty or out of order")
+		off := r.Offset()
+		e.key = r.Bytes("key", wire.MaxKeyBytes)
+		e.v = r.Version()
+		if r.Err() == nil && (len(e.key) == 0 || (len(entries) > 0 && bytes.Compare(e.key, entries[len(entries)-1].key) <= 0)) {
+			r.FailAt(off, "keys empty or out of order")
 		}
 		entries = append(entries, e)
 	}
-	if r.err == nil && more && (len(next) == 0 || (len(entries) > 0 && bytes.Compare(next, entries[len(entries)-1].key) < 0)) {
-		r.fail("a page with more ends before its last key")
+	if r.Err() == nil && more && (len(next) == 0 || (len(entries) > 0 && bytes.Compare(next, entries[len(entries)-1].key) < 0)) {
+		r.Fail("a page with more ends before its last key")
 	}
 	if len(next) == 0 {
 		next = nil
 	}
-	return entries, next, more, r.end()
+	return entries, next, more, r.End()
 }
 
 // aeCheck validates the epoch and sender of an anti-entropy request: the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
 // applyBatchRecords is how many records one store commit of applyBatch
@@ -38,6 +39,5 @@ func replyError(b []byte) error {
 	if len(b) == 0 || (b[0] != msgError && b[0] != msgStale) {
 		return nil
 	}
-	r := reader{b: b}
-	return r.start(0)
+	return readType(wire.NewReader(b), 0)
 }

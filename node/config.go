@@ -11,6 +11,7 @@ import (
 	"github.com/kvs-db/kvs/bus"
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node/topology"
+	"github.com/kvs-db/kvs/node/wire"
 	"github.com/kvs-db/kvs/ring"
 )
 
@@ -40,7 +41,7 @@ const (
 	// payload) minus 16 KiB for the key (at most 1 KiB) and the framing.
 	DefaultMaxValueBytes = 1<<20 - 16<<10
 	// MaxKeyBytes is the largest key. Keys are 1 to MaxKeyBytes bytes.
-	MaxKeyBytes = 1024
+	MaxKeyBytes = wire.MaxKeyBytes
 	// DefaultStreamThroughput bounds what a gainer pulls while a topology
 	// change streams ranges, in bytes per second: about a third of a
 	// commodity disk's sequential write rate, so that client traffic keeps

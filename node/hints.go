@@ -13,6 +13,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
 // Hinted handoff.
@@ -110,7 +111,7 @@ func (h *hintStore) add(target string, rec lsm.Record) (stored bool, err error) 
 	}
 	hint := lsm.Record{
 		Key:     hk,
-		Value:   appendRecord(make([]byte, 0, recordSize(&rec)), &rec),
+		Value:   wire.AppendRecord(make([]byte, 0, wire.RecordSize(&rec)), &rec),
 		Version: lsm.Version{Counter: h.clock.now(), Node: h.node},
 	}
 	if _, _, err := h.db.Apply(hint); err != nil {

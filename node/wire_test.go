@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
 var wireRecords = []lsm.Record{
@@ -38,7 +39,7 @@ func TestWireRoundTrip(t *testing.T) {
 		if err != nil || !found || !sameRecord(got, rec) {
 			t.Errorf("get reply %v: got %v %v, %v", rec.Version, got.Version, found, err)
 		}
-		got, err = decodeRecord(appendRecord(nil, &rec))
+		got, err = decodeRecord(wire.AppendRecord(nil, &rec))
 		if err != nil || !sameRecord(got, rec) {
 			t.Errorf("record %v: got %v, %v", rec.Version, got.Version, err)
 		}
@@ -90,7 +91,7 @@ func TestWireRejects(t *testing.T) {
 		{"zero version", encodePut(1, &lsm.Record{Key: []byte("k")})},
 		{"tombstone with value", encodePut(1, &lsm.Record{Key: []byte("k"), Value: []byte("v"), Tombstone: true, Version: lsm.Version{Counter: 1}})},
 		{"unknown flags", []byte{msgPut, 1, 'k', 1, 0, 0x80, 0}},
-		{"expiry flag zero", []byte{msgPut, 1, 'k', 1, 0, flagExpiry, 0, 0}},
+		{"expiry flag zero", []byte{msgPut, 1, 'k', 1, 0, 2 /* has expiry */, 0, 0}},
 		{"node over 32 bits", []byte{msgPut, 1, 'k', 1, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0}},
 		{"bad varint", []byte{msgPut, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
 		{"value past end", []byte{msgPut, 1, 'k', 1, 0, 0, 5, 'a'}},
@@ -123,7 +124,7 @@ func seedWire(f *testing.F) {
 		f.Add(encodePut(3, &rec))
 		f.Add(encodeHint("n2", &rec))
 		f.Add(encodeGetReply(&rec))
-		f.Add(appendRecord(nil, &rec))
+		f.Add(wire.AppendRecord(nil, &rec))
 	}
 	f.Add(encodeGet(3, []byte("key")))
 	f.Add(encodeStale(4))
@@ -200,7 +201,7 @@ func FuzzDecodeReplies(f *testing.F) {
 		}
 		_ = decodeOK(b)
 		if rec, err := decodeRecord(b); err == nil {
-			if again, err := decodeRecord(appendRecord(nil, &rec)); err != nil || !sameRecord(rec, again) {
+			if again, err := decodeRecord(wire.AppendRecord(nil, &rec)); err != nil || !sameRecord(rec, again) {
 				t.Fatalf("record re-encoding: %v", err)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
 // MaxPageBytes caps the records of one page: large enough that the
@@ -53,7 +54,7 @@ func Serve(scan Scanner, req Request, include func(key []byte) bool, budget time
 	)
 	err := scan(successor(req.After), func(r lsm.Record) bool {
 		if include(r.Key) {
-			n := recordBytes(&r)
+			n := wire.RecordLen(&r)
 			if len(p.Records) > 0 && size+n > limit {
 				stopped = true // r is left for the next page
 				return false

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
 // serveAll calls Serve until Done, resuming from each page's Next, checks
@@ -41,7 +42,7 @@ func serveAll(t *testing.T, scan Scanner, req Request, include func([]byte) bool
 func pageBytes(p Page) int {
 	n := 0
 	for i := range p.Records {
-		n += recordBytes(&p.Records[i])
+		n += wire.RecordLen(&p.Records[i])
 	}
 	return n
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/kvs-db/kvs/node/atomicfile"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
 // stateFile is the name of the state file in Config.Dir.
@@ -127,8 +128,8 @@ func (t *Transfer) validate() error {
 	if err := validID(t.Source); err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
-	if len(t.After) > maxKeyBytes {
-		return fmt.Errorf("resume key of %d bytes, over %d", len(t.After), maxKeyBytes)
+	if len(t.After) > wire.MaxKeyBytes {
+		return fmt.Errorf("resume key of %d bytes, over %d", len(t.After), wire.MaxKeyBytes)
 	}
 	if t.Replaced && !t.Done {
 		return errors.New("replaced but not done")

@@ -3,24 +3,20 @@ package stream
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"math"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
-// Wire format, in the node's conventions (node/wire.go): a one-byte type,
-// unsigned varints (expiry a signed varint), byte strings as a varint
-// length then the raw bytes, no trailing bytes. An empty After or Next
-// stands for nil: keys are never empty.
+// Wire format, in the conventions of package wire (a one-byte type,
+// uvarints, byte strings as a length then the bytes, wire's record
+// encoding, no trailing bytes). An empty After or Next stands for nil:
+// keys are never empty.
 //
 //	request = 0x06 epoch:uvarint gainer:bytes loser:bytes after:bytes
 //	          max:uvarint
-//	page    = 0x86 done:byte(0|1) next:bytes n:uvarint record × n
-//	record  = key:bytes counter:uvarint node:uvarint flags:byte
-//	          [expiry:varint if flags&2] value:bytes
-//	          flags: 1 = tombstone, 2 = has expiry
+//	page    = 0x86 done:bool next:bytes n:uvarint record × n
 //
 // The node's own messages use types 0x01-0x05 and replies 0x81-0x85; a
 // source that refuses a request answers with the node's error reply
@@ -31,15 +27,9 @@ import (
 const (
 	msgRequest byte = 0x06
 	msgPage    byte = 0x86
-
-	flagTombstone byte = 1
-	flagExpiry    byte = 2
 )
 
 const (
-	// maxKeyBytes is the largest key (node.MaxKeyBytes, which this package
-	// cannot import).
-	maxKeyBytes = 1024
 	// maxIDBytes bounds a node ID (topology.ValidID).
 	maxIDBytes = 255
 	// minRecordBytes is the smallest encoded record: a one-byte key, one
@@ -48,7 +38,8 @@ const (
 )
 
 // ErrMalformed is wrapped by the errors of the decoders and of LoadState.
-var ErrMalformed = errors.New("stream: malformed")
+// It is wire.ErrMalformed, which the errors of wire's Reader wrap.
+var ErrMalformed = wire.ErrMalformed
 
 // Request asks a source for the next page of the keys a gainer receives in
 // place of a loser.
@@ -73,9 +64,9 @@ type Request struct {
 func (r *Request) Encode() []byte {
 	b := make([]byte, 0, 4*binary.MaxVarintLen64+len(r.Gainer)+len(r.Loser)+len(r.After))
 	b = binary.AppendUvarint(append(b, msgRequest), r.Epoch)
-	b = appendBytes(b, []byte(r.Gainer))
-	b = appendBytes(b, []byte(r.Loser))
-	b = appendBytes(b, r.After)
+	b = wire.AppendBytes(b, []byte(r.Gainer))
+	b = wire.AppendBytes(b, []byte(r.Loser))
+	b = wire.AppendBytes(b, r.After)
 	return binary.AppendUvarint(b, uint64(max(r.MaxBytes, 0)))
 }
 
@@ -84,22 +75,22 @@ func (r *Request) Encode() []byte {
 // valid request: a zero epoch, an empty or over-long gainer or loser, a
 // key over 1024 bytes, a MaxBytes over 2^31-1, trailing bytes.
 func DecodeRequest(b []byte) (Request, error) {
-	d := reader{b: b}
-	d.start(msgRequest)
+	d := wire.NewReader(b)
+	readType(d, msgRequest)
 	var r Request
-	r.Epoch = d.uvarint()
-	if d.err == nil && r.Epoch == 0 {
-		d.fail("zero epoch")
+	r.Epoch = d.Uvarint()
+	if d.Err() == nil && r.Epoch == 0 {
+		d.Fail("zero epoch")
 	}
-	r.Gainer = d.id("gainer")
-	r.Loser = d.id("loser")
-	r.After = d.optKey("after")
-	maxBytes := d.uvarint()
+	r.Gainer = readID(d, "gainer")
+	r.Loser = readID(d, "loser")
+	r.After = readOptKey(d, "after")
+	maxBytes := d.Uvarint()
 	if maxBytes > math.MaxInt32 {
-		d.fail("max bytes %d over %d", maxBytes, math.MaxInt32)
+		d.Fail("max bytes %d over %d", maxBytes, math.MaxInt32)
 	}
 	r.MaxBytes = int(maxBytes)
-	if err := d.end(); err != nil {
+	if err := d.End(); err != nil {
 		return Request{}, err
 	}
 	return r, nil
@@ -123,16 +114,16 @@ type Page struct {
 func (p *Page) Encode() []byte {
 	n := 3*binary.MaxVarintLen64 + len(p.Next)
 	for i := range p.Records {
-		n += recordBytes(&p.Records[i])
+		n += wire.RecordLen(&p.Records[i])
 	}
 	b := append(make([]byte, 0, n), msgPage, 0)
 	if p.Done {
 		b[1] = 1
 	}
-	b = appendBytes(b, p.Next)
+	b = wire.AppendBytes(b, p.Next)
 	b = binary.AppendUvarint(b, uint64(len(p.Records)))
 	for i := range p.Records {
-		b = appendRecord(b, &p.Records[i])
+		b = wire.AppendRecord(b, &p.Records[i])
 	}
 	return b
 }
@@ -143,240 +134,57 @@ func (p *Page) Encode() []byte {
 // version, tombstones with a value, a Next before the last record's key,
 // and a page that is not done but gives no Next.
 func DecodePage(b []byte) (Page, error) {
-	d := reader{b: b}
-	d.start(msgPage)
+	d := wire.NewReader(b)
+	readType(d, msgPage)
 	var p Page
-	p.Done = d.bool()
-	p.Next = d.optKey("next")
-	if d.err == nil && p.Next == nil && !p.Done {
-		d.fail("no resume key in a page that is not done")
+	p.Done = d.Bool()
+	p.Next = readOptKey(d, "next")
+	if d.Err() == nil && p.Next == nil && !p.Done {
+		d.Fail("no resume key in a page that is not done")
 	}
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b)-d.off)/minRecordBytes {
-		d.fail("%d records in %d bytes", n, len(d.b)-d.off)
-	}
-	if d.err == nil && n > 0 {
+	n := d.Count("records", minRecordBytes, math.MaxInt)
+	if n > 0 {
 		p.Records = make([]lsm.Record, 0, n)
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		off := d.off
-		rec := d.record()
-		if d.err == nil && i > 0 && bytes.Compare(p.Records[i-1].Key, rec.Key) >= 0 {
-			d.off = off
-			d.fail("record key %q not after %q", rec.Key, p.Records[i-1].Key)
+	for i := 0; i < n && d.Err() == nil; i++ {
+		off := d.Offset()
+		rec := d.Record()
+		if d.Err() == nil && i > 0 && bytes.Compare(p.Records[i-1].Key, rec.Key) >= 0 {
+			d.FailAt(off, "record key %q not after %q", rec.Key, p.Records[i-1].Key)
 		}
 		p.Records = append(p.Records, rec)
 	}
-	if d.err == nil && n > 0 && bytes.Compare(p.Next, p.Records[n-1].Key) < 0 {
-		d.fail("next key %q before the last record's key %q", p.Next, p.Records[n-1].Key)
+	if d.Err() == nil && n > 0 && bytes.Compare(p.Next, p.Records[n-1].Key) < 0 {
+		d.Fail("next key %q before the last record's key %q", p.Next, p.Records[n-1].Key)
 	}
-	if err := d.end(); err != nil {
+	if err := d.End(); err != nil {
 		return Page{}, err
 	}
 	return p, nil
 }
 
-func appendBytes(b, p []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(p)))
-	return append(b, p...)
-}
-
-func appendRecord(b []byte, r *lsm.Record) []byte {
-	b = appendBytes(b, r.Key)
-	b = binary.AppendUvarint(b, r.Version.Counter)
-	b = binary.AppendUvarint(b, uint64(r.Version.Node))
-	var flags byte
-	if r.Tombstone {
-		flags |= flagTombstone
-	}
-	if r.Expiry != 0 {
-		flags |= flagExpiry
-	}
-	b = append(b, flags)
-	if r.Expiry != 0 {
-		b = binary.AppendVarint(b, r.Expiry)
-	}
-	return appendBytes(b, r.Value)
-}
-
-// recordBytes is the exact size of r's encoding: what it adds to a page.
-func recordBytes(r *lsm.Record) int {
-	n := uvarintLen(uint64(len(r.Key))) + len(r.Key) +
-		uvarintLen(r.Version.Counter) + uvarintLen(uint64(r.Version.Node)) + 1 +
-		uvarintLen(uint64(len(r.Value))) + len(r.Value)
-	if r.Expiry != 0 {
-		n += uvarintLen(uint64(r.Expiry<<1) ^ uint64(r.Expiry>>63)) // zig-zag, as AppendVarint
-	}
-	return n
-}
-
-func uvarintLen(x uint64) int {
-	n := 1
-	for ; x >= 0x80; x >>= 7 {
-		n++
-	}
-	return n
-}
-
-// reader decodes a message; the first error sticks and later reads return
-// zero values.
-type reader struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (r *reader) fail(format string, args ...any) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: at offset %d: %s", ErrMalformed, r.off, fmt.Sprintf(format, args...))
+// readType reads the type byte, which must be want.
+func readType(d *wire.Reader, want byte) {
+	if t := d.Byte(); d.Err() == nil && t != want {
+		d.FailAt(0, "message type %#x, want %#x", t, want)
 	}
 }
 
-// start reads the type byte.
-func (r *reader) start(want byte) {
-	if t := r.byte(); r.err == nil && t != want {
-		r.off--
-		r.fail("message type %#x, want %#x", t, want)
-	}
-}
-
-// end fails unless the whole message was read.
-func (r *reader) end() error {
-	if r.err == nil && r.off != len(r.b) {
-		r.fail("%d trailing bytes", len(r.b)-r.off)
-	}
-	return r.err
-}
-
-func (r *reader) byte() byte {
-	if r.err != nil {
-		return 0
-	}
-	if r.off >= len(r.b) {
-		r.fail("truncated")
-		return 0
-	}
-	c := r.b[r.off]
-	r.off++
-	return c
-}
-
-func (r *reader) bool() bool {
-	switch c := r.byte(); c {
-	case 0:
-		return false
-	case 1:
-		return true
-	default:
-		r.off--
-		r.fail("bad bool %d", c)
-		return false
-	}
-}
-
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b[r.off:])
-	if n <= 0 {
-		r.fail("bad uvarint")
-		return 0
-	}
-	r.off += n
-	return v
-}
-
-func (r *reader) varint() int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.b[r.off:])
-	if n <= 0 {
-		r.fail("bad varint")
-		return 0
-	}
-	r.off += n
-	return v
-}
-
-// bytes reads a length-prefixed byte string of at most max bytes.
-func (r *reader) bytes(what string, max int) []byte {
-	off := r.off
-	n := r.uvarint()
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(max) {
-		r.off = off
-		r.fail("%s length %d over %d", what, n, max)
-		return nil
-	}
-	if n > uint64(len(r.b)-r.off) {
-		r.off = off
-		r.fail("%s length %d past end", what, n)
-		return nil
-	}
-	p := r.b[r.off : r.off+int(n) : r.off+int(n)]
-	r.off += int(n)
-	return p
-}
-
-// id reads a node ID: 1 to 255 bytes.
-func (r *reader) id(what string) string {
-	off := r.off
-	p := r.bytes(what, maxIDBytes)
-	if r.err == nil && len(p) == 0 {
-		r.off = off
-		r.fail("empty %s", what)
+// readID reads a node ID: 1 to 255 bytes.
+func readID(d *wire.Reader, what string) string {
+	off := d.Offset()
+	p := d.Bytes(what, maxIDBytes)
+	if d.Err() == nil && len(p) == 0 {
+		d.FailAt(off, "empty %s", what)
 	}
 	return string(p)
 }
 
-// optKey reads a key that may be absent (empty on the wire, nil here).
-func (r *reader) optKey(what string) []byte {
-	p := r.bytes(what, maxKeyBytes)
+// readOptKey reads a key that may be absent (empty on the wire, nil here).
+func readOptKey(d *wire.Reader, what string) []byte {
+	p := d.Bytes(what, wire.MaxKeyBytes)
 	if len(p) == 0 {
 		return nil
 	}
 	return p
-}
-
-func (r *reader) record() lsm.Record {
-	var rec lsm.Record
-	off := r.off
-	rec.Key = r.bytes("key", maxKeyBytes)
-	rec.Version.Counter = r.uvarint()
-	node := r.uvarint()
-	if node > math.MaxUint32 {
-		r.fail("version node %d over 32 bits", node)
-	}
-	rec.Version.Node = uint32(node)
-	flags := r.byte()
-	if flags&^(flagTombstone|flagExpiry) != 0 {
-		r.fail("unknown flags %#x", flags)
-	}
-	rec.Tombstone = flags&flagTombstone != 0
-	if flags&flagExpiry != 0 {
-		rec.Expiry = r.varint()
-		if r.err == nil && rec.Expiry == 0 {
-			r.fail("expiry flag with zero expiry")
-		}
-	}
-	rec.Value = r.bytes("value", math.MaxInt32)
-	if r.err != nil {
-		return lsm.Record{}
-	}
-	switch {
-	case len(rec.Key) == 0:
-		r.off = off
-		r.fail("empty key")
-	case rec.Tombstone && len(rec.Value) != 0:
-		r.off = off
-		r.fail("tombstone of %q with a value", rec.Key)
-	case rec.Version.IsZero():
-		r.off = off
-		r.fail("zero version of %q", rec.Key)
-	}
-	return rec
 }

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"math"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node/wire"
 )
 
 func v(c uint64) lsm.Version { return lsm.Version{Counter: c, Node: 1} }
@@ -19,13 +21,13 @@ var wireRecords = []lsm.Record{
 	{Key: []byte("c"), Version: lsm.Version{Counter: 1 << 50, Node: 7}, Tombstone: true},
 	{Key: []byte("d"), Value: []byte("x"), Version: lsm.Version{Node: 9}, Expiry: -5},
 	{Key: []byte("e"), Version: v(3), Tombstone: true, Expiry: 1764093600000},
-	{Key: bytes.Repeat([]byte{0xff}, maxKeyBytes), Value: bytes.Repeat([]byte{0}, 70000), Version: v(3), Expiry: math.MinInt64},
+	{Key: bytes.Repeat([]byte{0xff}, wire.MaxKeyBytes), Value: bytes.Repeat([]byte{0}, 70000), Version: v(3), Expiry: math.MinInt64},
 }
 
 var wireRequests = []Request{
 	{Epoch: 1, Gainer: "g", Loser: "l"},
 	{Epoch: math.MaxUint64, Gainer: strings.Repeat("g", maxIDBytes), Loser: "node-2",
-		After: bytes.Repeat([]byte{0}, maxKeyBytes), MaxBytes: math.MaxInt32},
+		After: bytes.Repeat([]byte{0}, wire.MaxKeyBytes), MaxBytes: math.MaxInt32},
 	{Epoch: 7, Gainer: "n4", Loser: "n1", After: []byte("k0042"), MaxBytes: 512 << 10},
 }
 
@@ -77,10 +79,29 @@ func TestPageRoundTrip(t *testing.T) {
 	}
 }
 
-func TestRecordBytesIsExact(t *testing.T) {
-	for _, r := range wireRecords {
-		if got, want := recordBytes(&r), len(appendRecord(nil, &r)); got != want {
-			t.Errorf("%q: recordBytes %d, encoding %d", r.Key[:1], got, want)
+// TestWireGolden pins the encodings to the byte: gainer and source may
+// run different builds during a rolling upgrade.
+func TestWireGolden(t *testing.T) {
+	rec := lsm.Record{Key: []byte("k"), Value: []byte("v"), Version: lsm.Version{Counter: 300, Node: 2}}
+	tomb := lsm.Record{Key: []byte("tomb"), Version: lsm.Version{Counter: 1, Node: 1}, Tombstone: true, Expiry: -1}
+	for _, tc := range []struct {
+		name string
+		got  []byte
+		want string // type, then the fields in order
+	}{
+		{"request", (&Request{Epoch: 7, Gainer: "n4", Loser: "n1", After: []byte("k0"), MaxBytes: 512 << 10}).Encode(),
+			"06 07 026e34 026e31 026b30 808020"},
+		{"first request", (&Request{Epoch: 1, Gainer: "g", Loser: "l"}).Encode(), "06 01 0167 016c 00 00"},
+		{"page", (&Page{Records: []lsm.Record{rec, tomb}, Next: []byte("u")}).Encode(),
+			"86 00 0175 02 016b ac02 02 00 0176 04746f6d62 01 01 03 01 00"},
+		{"last page", (&Page{Done: true}).Encode(), "86 01 00 00"},
+	} {
+		want, err := hex.DecodeString(strings.ReplaceAll(tc.want, " ", ""))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !bytes.Equal(tc.got, want) {
+			t.Errorf("%s:\n got %x\nwant %x", tc.name, tc.got, want)
 		}
 	}
 }
@@ -163,7 +184,7 @@ func TestDecodePageRejects(t *testing.T) {
 		{"count over bytes", "records in", []byte{msgPage, 1, 0, 100, 1, 'a', 1, 1, 0, 0}},
 		{"huge count", "records in", []byte{msgPage, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 		{"unknown flags", "unknown flags", []byte{msgPage, 1, 1, 'a', 1, 1, 'a', 1, 1, 0x80, 0}},
-		{"expiry flag zero", "zero expiry", []byte{msgPage, 1, 1, 'a', 1, 1, 'a', 1, 1, flagExpiry, 0, 0}},
+		{"expiry flag zero", "zero expiry", []byte{msgPage, 1, 1, 'a', 1, 1, 'a', 1, 1, 2 /* has expiry */, 0, 0}},
 		{"node over 32 bits", "over 32 bits", []byte{msgPage, 1, 1, 'a', 1, 1, 'a', 1, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0}},
 		{"value past end", "value length 5 past end", []byte{msgPage, 1, 1, 'a', 1, 1, 'a', 1, 1, 0, 5, 'x'}},
 	} {
