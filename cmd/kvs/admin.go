@@ -149,7 +149,8 @@ func waitRemoved(c *cli.Context, base string, last gateway.RingJSON, id string) 
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("wait-timeout"))
 	defer cancel()
 	urls := []string{base}
-	var printed time.Time
+	var printed, reached time.Time
+	reached = time.Now()
 	for {
 		for _, m := range last.Members {
 			if m.ID == id && m.State == "removed" {
@@ -174,7 +175,12 @@ func waitRemoved(c *cli.Context, base string, last gateway.RingJSON, id string) 
 		}
 		ring, err := firstRing(c, urls)
 		if err == nil {
-			last = ring
+			last, reached = ring, time.Now()
+			continue
+		}
+		if time.Since(reached) > 10*time.Second {
+			reached = time.Now()
+			fmt.Fprintf(c.App.ErrWriter, "  no node answers /ring (%v); still waiting\n", err)
 		}
 	}
 }

@@ -435,7 +435,13 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case <-n.Left():
-		log.Info("removed from the ring; shutting down")
+		// Answer a little longer, so that whoever follows the
+		// decommission (kvs decommission --wait) sees it finish here.
+		log.Info("removed from the ring; shutting down", "in", leftLinger)
+		select {
+		case <-ctx.Done():
+		case <-time.After(leftLinger):
+		}
 	case err := <-served:
 		return fmt.Errorf("http: %w", err)
 	}
@@ -447,6 +453,11 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	}
 	return nil
 }
+
+// leftLinger is how long a node removed from the ring keeps answering
+// (with 503 for data requests, and /ring showing its removal) before it
+// exits.
+const leftLinger = 5 * time.Second
 
 // peersNeeded is how many peers this node must hear from before it is ready
 // when it has no persisted ring. A fresh node waits to hear from every seed,

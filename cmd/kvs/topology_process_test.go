@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,7 +109,13 @@ type writers struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	failed  sync.Map
+	paused  atomic.Bool // while the test checks the replicas
 }
+
+// pause stops new writes until resume; the checks between changes then
+// read replicas that are not also taking load.
+func (w *writers) pause()  { w.paused.Store(true) }
+func (w *writers) resume() { w.paused.Store(false) }
 
 func startWriters(t *testing.T, n int, targets []*procNode) *writers {
 	w := &writers{targets: slices.Clone(targets), acked: versioned{m: map[string]lsm.Version{}}, stop: make(chan struct{})}
@@ -135,6 +142,11 @@ func (w *writers) run(c int) {
 		case <-w.stop:
 			return
 		default:
+		}
+		if w.paused.Load() {
+			time.Sleep(10 * time.Millisecond)
+			i--
+			continue
 		}
 		w.mu.Lock()
 		p := w.targets[(c+i)%len(w.targets)]
@@ -211,30 +223,45 @@ func heldVersion(p *procNode, key string) (lsm.Version, bool, error) {
 func checkHeldByW(t *testing.T, r gateway.RingJSON, byID map[string]*procNode, acked map[string]lsm.Version, w int) {
 	t.Helper()
 	p := placementOf(t, r)
+	var mu sync.Mutex
 	short := 0
-	for key, want := range acked {
-		held := 0
-		reps := p.Replicas(nil, p.Current.Hash([]byte(key)))
-		for _, id := range reps {
-			node := byID[id]
-			if node == nil {
-				continue
+	keys := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				want := acked[key]
+				held := 0
+				reps := p.Replicas(nil, p.Current.Hash([]byte(key)))
+				for _, id := range reps {
+					if node := byID[id]; node != nil {
+						v, ok, err := heldVersion(node, key)
+						if err != nil {
+							t.Errorf("%s's replica of %s: %v", id, key, err)
+						}
+						if ok && !v.Less(want) {
+							held++
+						}
+					}
+				}
+				if held < w {
+					mu.Lock()
+					short++
+					if short <= 5 {
+						t.Errorf("epoch %d: acknowledged %s %v held by %d of its replicas %v", r.Epoch, key, want, held, reps)
+					}
+					mu.Unlock()
+				}
 			}
-			v, ok, err := heldVersion(node, key)
-			if err != nil {
-				t.Fatalf("%s's replica of %s: %v", id, key, err)
-			}
-			if ok && !v.Less(want) {
-				held++
-			}
-		}
-		if held < w {
-			short++
-			if short <= 5 {
-				t.Errorf("epoch %d: acknowledged %s %v held by %d of its replicas %v", r.Epoch, key, want, held, reps)
-			}
-		}
+		}()
 	}
+	for key := range acked {
+		keys <- key
+	}
+	close(keys)
+	wg.Wait()
 	if short > 0 {
 		t.Fatalf("epoch %d: %d of %d acknowledged writes on fewer than %d replicas", r.Epoch, short, len(acked), w)
 	}
@@ -281,7 +308,9 @@ func TestProcessTopologyChanges(t *testing.T) {
 	r := waitRing(t, node1, "node6 normal", 120*time.Second, func(r gateway.RingJSON) bool { return memberState(r, "node6") == "normal" })
 	t.Logf("node6 joined in %v; %d writes acknowledged so far", time.Since(start).Round(time.Millisecond), len(w.acked.snapshot()))
 	byID["node6"] = node6
+	w.pause()
 	checkHeldByW(t, r, byID, w.acked.snapshot(), 2)
+	w.resume()
 	w.setTargets([]*procNode{nodes[0], nodes[2], nodes[3], nodes[4], node6})
 
 	// Decommission node2: it streams its ranges away, leaves and exits.
@@ -298,7 +327,9 @@ func TestProcessTopologyChanges(t *testing.T) {
 	node2.cmd = nil
 	delete(byID, "node2")
 	r = waitRing(t, node1, "node2 removed", 60*time.Second, func(r gateway.RingJSON) bool { return memberState(r, "node2") == "removed" })
+	w.pause()
 	checkHeldByW(t, r, byID, w.acked.snapshot(), 2)
+	w.resume()
 
 	// removenode: refused while node4 is alive, done once it is dead.
 	node4 := nodes[3]
@@ -318,21 +349,29 @@ func TestProcessTopologyChanges(t *testing.T) {
 	checkHeldByW(t, r, byID, acked, 2)
 
 	live := []*procNode{nodes[0], nodes[2], nodes[4], node6}
+	var rg sync.WaitGroup
 	for _, p := range live {
-		for key, want := range acked {
-			req, _ := http.NewRequest(http.MethodGet, p.httpURL+"/kv/"+escapeKey(key)+"?r=2", nil)
-			resp, err := testClient.Do(req)
-			if err != nil {
-				t.Fatalf("GET %s via %s: %v", key, p.id, err)
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			for key, want := range acked {
+				req, _ := http.NewRequest(http.MethodGet, p.httpURL+"/kv/"+escapeKey(key)+"?r=2", nil)
+				resp, err := testClient.Do(req)
+				if err != nil {
+					t.Errorf("GET %s via %s: %v", key, p.id, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				v, _ := parseVersion(resp.Header.Get("X-Kvs-Version"))
+				if resp.StatusCode != http.StatusOK || v.Less(want) {
+					t.Errorf("acknowledged %s %v: GET via %s = %d %v", key, want, p.id, resp.StatusCode, v)
+					return
+				}
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			v, _ := parseVersion(resp.Header.Get("X-Kvs-Version"))
-			if resp.StatusCode != http.StatusOK || v.Less(want) {
-				t.Fatalf("acknowledged %s %v: GET via %s = %d %v", key, want, p.id, resp.StatusCode, v)
-			}
-		}
+		}()
 	}
+	rg.Wait()
 	t.Logf("every acknowledged write reads back through each of %d nodes", len(live))
 	out := runBinary(t, "", "repair", "--url", node1.httpURL, "--cluster-secret", processSecret)
 	if !strings.Contains(out, "total:") {
