@@ -229,17 +229,22 @@ func TestAntiEntropyConvergesReturningNode(t *testing.T) {
 }
 
 // The trees a node keeps write by write equal trees rebuilt from its store,
-// through writes, deletes, purges and a change of epoch.
+// through writes, deletes, purges and a change of epoch. Writes use W=3 so
+// that none is still landing on a replica when the trees are compared.
 func TestTreesMatchStore(t *testing.T) {
 	c := newTestCluster(t, []string{"n1", "n2", "n3", "n4"}, noMovement)
 	ctx := ctxT(t)
 	n1 := c.node("n1")
 	for i := range 400 {
 		key := fmt.Appendf(nil, "k%03d", i)
+		var err error
 		if i%7 == 0 {
-			_, _ = n1.Delete(ctx, key, WriteOptions{})
+			_, err = n1.Delete(ctx, key, WriteOptions{W: 3})
 		} else {
-			_, _ = n1.Put(ctx, key, key, WriteOptions{})
+			_, err = n1.Put(ctx, key, key, WriteOptions{W: 3})
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	c.waitTrees()
@@ -259,15 +264,19 @@ func TestTreesMatchStore(t *testing.T) {
 		}
 	}
 	check("after writes")
-	if err := n1.Decommission(ctx); err == nil {
-		<-n1.Left()
+	if err := n1.Decommission(ctx); err != nil {
+		t.Fatal(err)
 	}
+	<-n1.Left()
 	c.stop("n1")
 	n2 := c.node("n2")
-	c.waitTopology("n1 removed", func(t topology.Topology) bool { return !t.IsMember("n1") })
+	topo := c.waitTopology("n1 removed", func(t topology.Topology) bool { return !t.IsMember("n1") })
 	c.waitTrees()
+	waitFor(t, 10*time.Second, "n2's cleanup", func() bool { return n2.cleaned.Load() >= topo.Epoch })
 	for _, a := range []string{"k001", "k002"} {
-		_, _ = n2.Put(ctx, []byte(a), []byte("again"), WriteOptions{})
+		if _, err := n2.Put(ctx, []byte(a), []byte("again"), WriteOptions{W: 3}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	n1 = n2
 	check("after a decommission, cleanup and more writes")

@@ -289,6 +289,9 @@ func (n *Node) Ready() error {
 		return fmt.Errorf("%w: %w at epoch %d", ErrNotReady, ErrRemoved, v.topo.Epoch)
 	default:
 	}
+	if !v.topo.IsMember(n.self) && n.wasMember.Load() {
+		return fmt.Errorf("%w: %w at epoch %d", ErrNotReady, ErrRemoved, v.topo.Epoch)
+	}
 	if !v.topo.IsMember(n.self) || n.dataLost.Load() {
 		return fmt.Errorf("%w: not a member of the ring yet: %s", ErrNotReady, n.waitingFor())
 	}
