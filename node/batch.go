@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/kvs-db/kvs/lsm"
-	"github.com/kvs-db/kvs/node/wire"
 )
 
 // applyBatchRecords is how many records one store commit of applyBatch
@@ -31,13 +30,4 @@ func (n *Node) applyBatch(recs []lsm.Record) error {
 		}
 	}
 	return nil
-}
-
-// replyError returns the error an error or stale reply carries, nil for any
-// other reply.
-func replyError(b []byte) error {
-	if len(b) == 0 || (b[0] != msgError && b[0] != msgStale) {
-		return nil
-	}
-	return readType(wire.NewReader(b), 0)
 }

@@ -242,3 +242,12 @@ func decodeRecord(b []byte) (lsm.Record, error) {
 	rec := r.Record()
 	return rec, r.End()
 }
+
+// replyError returns the error an error or stale reply carries, nil for any
+// other reply.
+func replyError(b []byte) error {
+	if len(b) == 0 || (b[0] != msgError && b[0] != msgStale) {
+		return nil
+	}
+	return readType(wire.NewReader(b), 0)
+}

@@ -18,8 +18,8 @@ import (
 //	          max:uvarint
 //	page    = 0x86 done:bool next:bytes n:uvarint record × n
 //
-// The node's own messages use types 0x01-0x05 and replies 0x81-0x85; a
-// source that refuses a request answers with the node's error reply
+// The node's own messages use other type bytes (node/wire.go lists them
+// all); a source that refuses a request answers with the node's error reply
 // (0xff), which the node's Request func turns into an error.
 //
 // Decoders return errors wrapping ErrMalformed that name the offset, and
