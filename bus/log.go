@@ -137,12 +137,17 @@ func (a *slogAdapter) Errorf(format string, v ...any) {
 		a.logRepeated(slog.LevelWarn, msg)
 		return
 	}
-	if containsAny(msg, clientFaults) {
+	if containsAny(msg, clientFaults) || strings.Contains(msg, removedFromCluster) {
 		a.logRepeated(slog.LevelWarn, msg)
 		return
 	}
 	a.logRepeated(slog.LevelError, msg)
 }
+
+// removedFromCluster is part of the error a server logs when the JetStream
+// meta group removes it: every decommissioned node sees it as it leaves,
+// so it is a warning, not an error.
+const removedFromCluster = "our server was removed from the cluster"
 
 // Fatalf logs at error and records the error so that Start can report it.
 // Unlike nats-server's own loggers it does not exit the process: the server
