@@ -289,6 +289,10 @@ func (n *Node) handleStream(req []byte) []byte {
 	}
 	v := n.view()
 	if v == nil || v.topo.Change == nil || v.topo.Change.Epoch != r.Epoch || v.topo.Epoch != r.Epoch {
+		if r.Epoch > n.epoch() {
+			n.behind.Store(true) // the gainer knows a newer topology: catch up now
+			n.wakeTopology()
+		}
 		return encodeError(fmt.Errorf("no change begun at epoch %d here (this node is at epoch %d)", r.Epoch, n.epoch()))
 	}
 	include := func(key []byte) bool {
