@@ -10,8 +10,8 @@
 // as a durable hint, handed over when gossip shows them alive again. A read
 // (Get) asks the live replicas, answers after R replies with the newest
 // version, and repairs stale replicas in the background. Anti-entropy rounds
-// (antientropy.go) compare digests of the keys two replicas share and push
-// what one lacks, so replicas converge even for keys nobody reads.
+// (antientropy.go) compare the hash trees of the ranges two replicas share
+// and move what differs, so replicas converge even for keys nobody reads.
 //
 // Versions and acks. A version is {Counter, Node}: Counter is a hybrid logical
 // clock reading, Node is NodeHash(ID). A replica acknowledges a write with the

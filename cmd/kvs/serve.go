@@ -91,7 +91,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "sync-interval", Value: lsm.DefaultSyncInterval, Usage: "WAL fsync period under --sync interval", EnvVars: envVars("sync-interval")},
 		&cli.DurationFlag{Name: "tombstone-grace", Value: lsm.DefaultTombstoneGrace, Usage: "how long a delete's tombstone is kept before compaction may drop it; longer than any node stays away", EnvVars: envVars("tombstone-grace")},
 		&cli.BoolFlag{Name: "quarantine-corrupt", Usage: "on start, move a table that fails its checks aside and carry on (replicas repair its keys) instead of refusing to start", EnvVars: envVars("quarantine-corrupt")},
-		&cli.IntFlag{Name: "need-peers", Value: -1, Usage: "peers a node with no persisted ring must hear from before it is ready (-1: every seed other than itself; set 1 to join while a seed is down)", EnvVars: envVars("need-peers")},
+		&cli.IntFlag{Name: "need-peers", Value: -1, Usage: "peers a node must hear from before it founds a new cluster with them, when none exists yet (-1: every seed other than itself); a node that finds a cluster joins it instead", EnvVars: envVars("need-peers")},
 		&cli.DurationFlag{Name: "anti-entropy-interval", Value: node.DefaultAntiEntropyInterval, Usage: "period of anti-entropy rounds (hash-tree comparisons) with peers; negative disables them", EnvVars: envVars("anti-entropy-interval")},
 		&cli.Int64Flag{Name: "stream-throughput", Value: node.DefaultStreamThroughput, Usage: "bytes per second a node pulls when it streams the ranges it gains in a join, decommission or removenode (negative: unlimited)", EnvVars: envVars("stream-throughput")},
 		&cli.BoolFlag{Name: "hinted-handoff", Value: true, Usage: "keep writes a replica missed as hints and hand them over when it returns", EnvVars: envVars("hinted-handoff")},
@@ -459,11 +459,11 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 // exits.
 const leftLinger = 5 * time.Second
 
-// peersNeeded is how many peers this node must hear from before it is ready
-// when it has no persisted ring. A fresh node waits to hear from every seed,
-// as DESIGN.md asks, so it never coordinates on a ring that lacks a seed;
-// --need-peers lowers the bar for a node joining while a seed is down. A
-// restarted node uses its persisted ring at once either way.
+// peersNeeded is how many peers this node must hear from before it founds a
+// new cluster with them (node.Config.NeedPeers): every seed by default, so
+// that a cluster started all at once begins with all of them in its ring;
+// --need-peers lowers the bar. A node that finds a cluster joins it, and a
+// restarted node acts on its last topology at once, either way.
 func (o *serveOptions) peersNeeded() int {
 	if o.needPeers >= 0 {
 		return o.needPeers
