@@ -5,12 +5,169 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
+
+// metaSize returns the leader and the size of the JetStream meta group as
+// b's server sees it; ok is false while b runs no clustered JetStream.
+func metaSize(b *Bus) (leader string, size int, ok bool) {
+	jsz, err := b.srv.Jsz(&server.JSzOptions{})
+	if err != nil || jsz.Meta == nil {
+		return "", 0, false
+	}
+	return jsz.Meta.Leader, jsz.Meta.Size, true
+}
+
+// startTogether starts the configs at the same moment, each on its own
+// goroutine, and closes the buses when the test ends.
+func startTogether(t *testing.T, cfgs []Config) []*Bus {
+	t.Helper()
+	buses := make([]*Bus, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i, cfg := range cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			buses[i], errs[i] = Start(cfg)
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	for i, b := range buses {
+		if b != nil {
+			t.Cleanup(func() {
+				if err := b.Close(); err != nil {
+					t.Errorf("Close(%s): %v", b.NodeID(), err)
+				}
+			})
+		}
+		if errs[i] != nil {
+			t.Fatalf("Start(%s): %v", cfgs[i].NodeID, errs[i])
+		}
+	}
+	return buses
+}
+
+// TestJetStreamNewServersJoinTogether starts servers with empty JetStream
+// directories at the same moment next to a running cluster, as when two
+// nodes are added at once. A server with an empty directory grants its
+// vote to any candidate, so new servers that bootstrapped their meta
+// group before they knew the cluster could elect a meta leader among
+// themselves, with none of the cluster's metadata, and the running
+// servers, still in their first Raft term, would follow it: the bucket
+// would vanish. The new servers must instead join the running meta group,
+// and the bucket must survive.
+//
+// "Two with one seed" is a meta group that expects max(2, seeds) = 2
+// servers at bootstrap; "three with every seed" one that expects 3: as
+// many new servers as that could elect a leader on their own.
+func TestJetStreamNewServersJoinTogether(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fresh    int
+		allSeeds bool
+	}{
+		{"two with one seed", 2, false},
+		{"three with every seed", 3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := startCluster(t, 3, withJetStream(t))
+			ctx := tctx(t, 3*waitTimeout)
+			kv1 := mustKV(t, old[0], "test", 3)
+			rev, err := kv1.Create(ctx, "ring", []byte("v1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitCurrent(t, kv1, "n1", "n2", "n3")
+			waitMeta(t, old, "n1", "n2", "n3")
+			oldLeader, _, _ := metaSize(old[0])
+
+			var cfgs []Config
+			var names []string
+			for i := range tc.fresh {
+				cfg := jsConfig(t, fmt.Sprintf("n%d", 4+i))
+				cfg.Seeds = []string{old[0].ClusterAddr()}
+				if tc.allSeeds {
+					cfg.Seeds = []string{old[0].ClusterAddr(), old[1].ClusterAddr(), old[2].ClusterAddr()}
+				}
+				cfgs = append(cfgs, cfg)
+				names = append(names, cfg.NodeID)
+			}
+			t0 := time.Now()
+			fresh := startTogether(t, cfgs)
+			all := append(slices.Clone(old), fresh...)
+			allNames := append([]string{"n1", "n2", "n3"}, names...)
+
+			// Until every server sees one leader and all the servers, no
+			// new server may lead a group smaller than the running
+			// cluster plus itself, and no running server may follow one.
+			jsStarted := make(map[string]time.Duration)
+			leaders := map[string]bool{oldLeader: true}
+			waitFor(t, fmt.Sprintf("meta group %v with one leader", allNames), func() bool {
+				for _, b := range fresh {
+					leader, size, ok := metaSize(b)
+					if !ok {
+						continue
+					}
+					if _, seen := jsStarted[b.NodeID()]; !seen {
+						jsStarted[b.NodeID()] = time.Since(t0)
+					}
+					if leader == b.NodeID() && size <= len(old) {
+						t.Fatalf("new server %s leads a meta group of %d servers of its own", leader, size)
+					}
+				}
+				for _, b := range old {
+					if leader, size, _ := metaSize(b); slices.Contains(names, leader) && size <= len(old) {
+						t.Fatalf("%s follows new server %s in a meta group of %d", b.NodeID(), leader, size)
+					}
+				}
+				leader := ""
+				for _, b := range all {
+					g, err := b.MetaGroup()
+					if err != nil || g.Leader == "" || !slices.Equal(g.Names(), allNames) {
+						return false
+					}
+					if leader != "" && g.Leader != leader {
+						return false
+					}
+					leader = g.Leader
+					leaders[leader] = true
+				}
+				return true
+			})
+			t.Logf("all %d servers in one meta group %v after the new ones started; new servers started JetStream after %v; meta leaders seen %v",
+				len(all), time.Since(t0).Round(time.Millisecond), jsStarted, leaders)
+
+			// The bucket survived, on every server, and takes writes.
+			for _, b := range all {
+				kv := mustKV(t, b, "test", 3)
+				if v, got, err := kv.Get(ctx, "ring"); err != nil || string(v) != "v1" || got != rev {
+					t.Fatalf("%s: Get = %q, %d, %v; want v1, %d", b.NodeID(), v, got, err, rev)
+				}
+			}
+			kvNew := mustKV(t, fresh[0], "test", 3)
+			if rev, err = kvNew.Update(ctx, "ring", []byte("v2"), rev); err != nil {
+				t.Fatalf("%s: Update: %v", fresh[0].NodeID(), err)
+			}
+			for _, b := range all {
+				kv := mustKV(t, b, "test", 3)
+				if v, got, err := kv.Get(ctx, "ring"); err != nil || string(v) != "v2" || got != rev {
+					t.Errorf("%s: Get after the update = %q, %d, %v; want v2, %d", b.NodeID(), v, got, err, rev)
+				}
+			}
+			waitCurrent(t, kv1, "n1", "n2", "n3")
+		})
+	}
+}
 
 func TestViewMesh(t *testing.T) {
 	// stats is the reply of a server with JetStream on; leader, when set,
@@ -213,4 +370,72 @@ func TestCloseWhileJetStreamWaits(t *testing.T) {
 	default:
 		t.Error("the wait for routes still runs after Close")
 	}
+}
+
+// TestJetStreamNewClusterStartedTogether starts a brand-new cluster as
+// `kvs dev` and docker compose do: every server at once, each with the
+// others as seeds, and every node writes the bucket at once, as nodes do
+// when they start. They form one meta group of all three, and exactly one
+// write wins.
+func TestJetStreamNewClusterStartedTogether(t *testing.T) {
+	ports, err := freePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgs []Config
+	for i, port := range ports {
+		cfg := jsConfig(t, fmt.Sprintf("n%d", i+1))
+		cfg.ClusterPort = port
+		for j, p := range ports {
+			if j != i {
+				cfg.Seeds = append(cfg.Seeds, fmt.Sprintf("127.0.0.1:%d", p))
+			}
+		}
+		cfgs = append(cfgs, cfg)
+	}
+	t0 := time.Now()
+	buses := startTogether(t, cfgs)
+	ctx := tctx(t, 2*waitTimeout)
+	errs := make([]error, len(buses))
+	took := make([]time.Duration, len(buses))
+	var wg sync.WaitGroup
+	for i, b := range buses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = mustKV(t, b, "test", 3).Create(ctx, "ring", []byte(b.NodeID()))
+			took[i] = time.Since(t0).Round(time.Millisecond)
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, ErrRevisionMismatch):
+			t.Errorf("%s: Create: %v", buses[i].NodeID(), err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d creates won, want 1: %v", won, errs)
+	}
+	t.Logf("every node's create answered %v after start", took)
+	waitMeta(t, buses, "n1", "n2", "n3")
+	waitCurrent(t, mustKV(t, buses[0], "test", 3), "n1", "n2", "n3")
+}
+
+// freePorts returns n distinct TCP ports that were free on 127.0.0.1 a
+// moment ago.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
