@@ -64,6 +64,14 @@ type Bus struct {
 	clientU  string              // client URL for local external clients
 	js       jetstream.JetStream // nil when JetStream is off
 
+	// jsRunning is closed once JetStream runs: at Start, or when a first
+	// start has waited for routes (startJetStreamJoined). For that wait,
+	// jsWait stops it and jsWaited is closed when it has ended, JetStream
+	// started or not; both nil when JetStream started with the server.
+	jsRunning chan struct{}
+	jsWait    context.CancelFunc
+	jsWaited  chan struct{}
+
 	sysMu sync.Mutex
 	sysNC *nats.Conn // system-account connection, opened on first use
 
@@ -79,7 +87,10 @@ type Bus struct {
 
 // Start validates cfg, starts the embedded server with routes to the seeds,
 // waits until it accepts connections, and connects to it in-process. It
-// does not wait for routes: see [Bus.WaitRoutes].
+// does not wait for routes: see [Bus.WaitRoutes]. With
+// [Config.JetStreamDir] set, JetStream runs when Start returns, except on a
+// first start (no meta group state in the directory), where it starts once
+// the routes cover the cluster (see [Config.JetStreamDir]).
 func Start(cfg Config) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -102,12 +113,15 @@ func Start(cfg Config) (*Bus, error) {
 	if cfg.ClusterPort == -1 {
 		attempts = 3
 	}
+	// A first start waits for routes before it starts JetStream.
+	deferJS := cfg.JetStreamDir != "" && freshJetStream(cfg.JetStreamDir)
 	var (
-		srv *server.Server
-		err error
+		srv   *server.Server
+		jsCfg *server.JetStreamConfig
+		err   error
 	)
 	for range attempts {
-		srv, err = b.startServer()
+		srv, jsCfg, err = b.startServer(deferJS)
 		// Only a port taken in the meantime is worth another port.
 		if err == nil || !strings.Contains(err.Error(), "listen") {
 			break
@@ -162,6 +176,18 @@ func Start(cfg Config) (*Bus, error) {
 		}
 		b.js = js
 	}
+	jetStreamState := "off"
+	switch {
+	case jsCfg != nil:
+		jetStreamState = "waiting for routes"
+		ctx, cancel := context.WithCancel(context.Background())
+		b.jsRunning, b.jsWait, b.jsWaited = make(chan struct{}), cancel, make(chan struct{})
+		go b.startJetStreamJoined(ctx, jsCfg)
+	case cfg.JetStreamDir != "":
+		jetStreamState = "running"
+		b.jsRunning = make(chan struct{})
+		close(b.jsRunning)
+	}
 	b.log.Info("nats started",
 		slog.String("cluster", cfg.Cluster),
 		slog.String("client_url", b.clientU),
@@ -169,19 +195,28 @@ func Start(cfg Config) (*Bus, error) {
 		slog.String("advertise", b.advert),
 		slog.Any("seeds", cfg.Seeds),
 		slog.Bool("auth", cfg.Secret != ""),
+		slog.String("jetstream", jetStreamState),
 		slog.String("jetstream_dir", cfg.JetStreamDir))
 	return b, nil
 }
 
 // startServer starts the embedded server and waits until it listens. It
-// sets b.advert.
-func (b *Bus) startServer() (*server.Server, error) {
+// sets b.advert. With deferJS the server starts without JetStream, and
+// startServer returns the configuration to start it with later.
+func (b *Bus) startServer(deferJS bool) (*server.Server, *server.JetStreamConfig, error) {
 	cfg := b.cfg
+	if deferJS {
+		// What JetStream would check when it starts, checked now, so that
+		// Start fails instead of a node running without JetStream.
+		if err := checkStoreDir(cfg.JetStreamDir); err != nil {
+			return nil, nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, err)
+		}
+	}
 	clusterPort := cfg.ClusterPort
 	if clusterPort == -1 {
 		p, err := freePort(cfg.Host)
 		if err != nil {
-			return nil, fmt.Errorf("bus: pick cluster port: %w", err)
+			return nil, nil, fmt.Errorf("bus: pick cluster port: %w", err)
 		}
 		clusterPort = p
 	}
@@ -189,13 +224,26 @@ func (b *Bus) startServer() (*server.Server, error) {
 	if b.advert == "" {
 		b.advert = net.JoinHostPort(defaultAdvertiseHost(cfg.Host), strconv.Itoa(clusterPort))
 	}
-	opts, err := serverOptions(cfg, clusterPort, b.advert)
+	opts, err := serverOptions(cfg, clusterPort, b.advert, deferJS)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("bus: new nats server %s: %w", cfg.NodeID, err)
+		return nil, nil, fmt.Errorf("bus: new nats server %s: %w", cfg.NodeID, err)
+	}
+	if deferJS {
+		// NewServer, told that JetStream is on, has made this server a
+		// JetStream server in its own list of JetStream servers and in the
+		// INFO its routes announce; stream placement needs both, and
+		// starting JetStream later does neither (a server started without
+		// it and enabled later is never chosen for a replica while it is
+		// the meta leader). Start reads JetStream from these options,
+		// which the server keeps: turned off now, JetStream waits for
+		// EnableJetStream. It stays off in the options; nats-server reads
+		// it after Start only for leaf nodes and health checks, which kvs
+		// does not use.
+		opts.JetStream = false
 	}
 	b.logs = newSlogAdapter(b.log)
 	ctx := context.Background()
@@ -212,18 +260,31 @@ func (b *Bus) startServer() (*server.Server, error) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		if ferr != nil {
-			return nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, ferr)
+			return nil, nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, ferr)
 		}
-		return nil, fmt.Errorf("bus: start nats server %s: not listening after %v", cfg.NodeID, startTimeout)
+		return nil, nil, fmt.Errorf("bus: start nats server %s: not listening after %v", cfg.NodeID, startTimeout)
+	}
+	if deferJS && !srv.JetStreamEnabled() {
+		return srv, jetStreamConfig(opts), nil
+	}
+	if deferJS {
+		// A nats-server that copies its options started JetStream anyway,
+		// without the application account.
+		b.log.Warn("JetStream started with the server, before its routes: a server with an empty JetStreamDir may elect a meta leader with other new servers; start new servers one at a time")
+		if err := enableAppAccount(srv); err != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil, nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, err)
+		}
 	}
 	if cfg.JetStreamDir != "" {
 		if err := checkJetStream(srv, b.logs.fatalErr()); err != nil {
 			srv.Shutdown()
 			srv.WaitForShutdown()
-			return nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, err)
+			return nil, nil, fmt.Errorf("bus: start nats server %s: %w", cfg.NodeID, err)
 		}
 	}
-	return srv, nil
+	return srv, nil, nil
 }
 
 // checkJetStream checks that JetStream runs on srv and is enabled for the
@@ -245,10 +306,12 @@ func checkJetStream(srv *server.Server, fatal error) error {
 	return nil
 }
 
-// serverOptions builds the nats-server options for cfg.
-func serverOptions(cfg Config, clusterPort int, advertise string) (*server.Options, error) {
+// serverOptions builds the nats-server options for cfg. With deferJS the
+// application account is not marked for JetStream: it gets JetStream once
+// JetStream runs clustered (see startJetStreamJoined).
+func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool) (*server.Options, error) {
 	app := server.NewAccount(AppAccount)
-	if cfg.JetStreamDir != "" {
+	if cfg.JetStreamDir != "" && !deferJS {
 		var err error
 		if app, err = jetStreamAccount(); err != nil {
 			return nil, err
@@ -327,6 +390,8 @@ func serverOptions(cfg Config, clusterPort int, advertise string) (*server.Optio
 // their streams before it starts the meta group, while enabling the
 // account after Start would race with the meta group placing the
 // account's streams on this server after a restart.
+//
+// The limits are those of [appJetStreamLimits].
 func jetStreamAccount() (*server.Account, error) {
 	var o server.Options
 	conf := "accounts: { " + AppAccount + ": { jetstream: { max_memory: -1, max_file: -1, max_streams: -1, max_consumers: -1 } } }"
@@ -563,6 +628,10 @@ func (b *Bus) close() error {
 	}
 	b.subs = nil
 	b.mu.Unlock()
+	if b.jsWait != nil {
+		b.jsWait()
+		<-b.jsWaited
+	}
 
 	var errs []error
 	deadline := time.Now().Add(closeTimeout)

@@ -146,16 +146,21 @@ type Config struct {
 	//
 	// A node with no Seeds gets a route to itself, which the server
 	// drops, so that it runs clustered and other nodes can join it later.
-	// Until one does, its buckets are unavailable: the meta group of a
-	// first start expects at least two servers (or as many as there are
-	// Seeds) and elects no leader with fewer, so every KV operation fails
-	// with [ErrUnavailable]. A second server that routes to it makes the
-	// pair usable within about a second.
 	//
-	// A server whose JetStreamDir is empty votes for any candidate: start
-	// new (or wiped) servers one at a time, each once the previous one is
-	// in the meta group ([Bus.MetaGroup]), never two at once into a
-	// running cluster (see [Bus.RemovePeer]).
+	// On a first start (the directory holds no meta group state: new, or
+	// wiped) JetStream starts only once the node's routes cover the
+	// cluster, so that its new meta group counts the running servers and
+	// cannot elect a leader with other new servers alone: at least one
+	// route, routes to every server the peers are routed to, and, in a new
+	// cluster (no meta leader anywhere), routes to as many servers as
+	// there are Seeds other than this node. That takes about 0.3 s when
+	// the cluster is up. With no route it waits as long as it takes,
+	// warning every 30 s (a lone node's buckets are unavailable either
+	// way: a new meta group expects at least two servers); once routed, at
+	// most 10 s, then it starts with the routes it has. Meanwhile KV
+	// operations wait, and fail with [ErrUnavailable] when their context
+	// ends. A restart on a non-empty directory starts JetStream at once.
+	// See the package documentation for what the wait cannot prevent.
 	JetStreamDir string
 }
 

@@ -65,10 +65,14 @@ func (g MetaGroup) Names() []string {
 }
 
 // MetaGroup returns this server's view of the JetStream meta group. It
-// asks nothing of other servers.
+// asks nothing of other servers. While JetStream starts on a first start
+// (see [Config.JetStreamDir]) it fails with [ErrUnavailable].
 func (b *Bus) MetaGroup() (MetaGroup, error) {
 	if b.js == nil {
 		return MetaGroup{}, fmt.Errorf("bus: meta group: %w", ErrJetStreamDisabled)
+	}
+	if !b.jetStreamRunning() {
+		return MetaGroup{}, fmt.Errorf("%w: meta group: JetStream is starting on this server", ErrUnavailable)
 	}
 	jsz, err := b.srv.Jsz(&server.JSzOptions{})
 	if err != nil {
@@ -116,14 +120,9 @@ func (b *Bus) MetaGroup() (MetaGroup, error) {
 // leader adds it like a new server and buckets short of replicas place
 // them on it (measured: 5 min 2 s).
 //
-// Such a server, like any server with an empty JetStreamDir, grants its
-// vote to the first candidate that asks, and campaigns at once expecting a
-// meta group of max(2, number of Seeds) servers. Two of them started
-// together can elect a meta leader of their own, with none of the
-// cluster's metadata, which members that have not changed leader since
-// the cluster started (still in the first Raft term) accept; this
-// package's tests saw it happen. Start new or wiped servers one at a time,
-// each once the previous one is in the meta group.
+// Such a server, like any server with an empty JetStreamDir, starts
+// JetStream once it is routed to the cluster (see [Config.JetStreamDir]),
+// so that it cannot elect a meta leader with other new servers alone.
 func (b *Bus) RemovePeer(ctx context.Context, server string) error {
 	if b.js == nil {
 		return fmt.Errorf("bus: remove peer %s: %w", server, ErrJetStreamDisabled)

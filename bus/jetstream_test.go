@@ -70,50 +70,88 @@ func TestJetStreamOffByDefault(t *testing.T) {
 }
 
 func TestJetStreamStartsClustered(t *testing.T) {
-	// Alone, with no seeds: JetStream runs clustered (the node routes to
-	// itself), so that others can join it later.
+	// Alone, with no seeds: the node routes to itself (the server drops
+	// that route), so that JetStream runs clustered and others can join
+	// it later. Its JetStream directory is empty, so JetStream waits for
+	// a route to another server.
 	rec := &recorder{level: slog.LevelDebug}
 	cfg := jsConfig(t, "n1")
 	cfg.Logger = slog.New(rec)
 	b := start(t, cfg)
-	if !b.srv.JetStreamEnabled() || !b.srv.JetStreamIsClustered() {
-		t.Fatalf("JetStream enabled %v, clustered %v", b.srv.JetStreamEnabled(), b.srv.JetStreamIsClustered())
+	waitFor(t, "the route to itself is detected", func() bool { return rec.has(slog.LevelDebug, "Detected route to self") })
+	if n := b.NumRoutes(); n != 0 {
+		t.Errorf("%d routes: the route to itself was not dropped", n)
+	}
+	if b.srv.JetStreamEnabled() {
+		t.Error("JetStream started with no other server")
+	}
+
+	// A second server routes to it: JetStream runs, clustered.
+	cfg2 := jsConfig(t, "n2")
+	cfg2.Seeds = []string{b.ClusterAddr()}
+	start(t, cfg2)
+	waitFor(t, "JetStream runs", b.jetStreamRunning)
+	if !b.srv.JetStreamIsClustered() {
+		t.Fatal("JetStream is not clustered")
 	}
 	acc, err := b.srv.LookupAccount(AppAccount)
 	if err != nil || !acc.JetStreamEnabled() {
 		t.Fatalf("account %s: JetStream not enabled (%v)", AppAccount, err)
 	}
-	waitFor(t, "the route to itself is detected", func() bool { return rec.has(slog.LevelDebug, "Detected route to self") })
-	if n := b.NumRoutes(); n != 0 {
-		t.Errorf("%d routes: the route to itself was not dropped", n)
-	}
 	if got := b.srv.JetStreamConfig(); got == nil || !got.SyncAlways || got.MaxMemory != JetStreamMaxMemory || got.MaxStore != JetStreamMaxStore ||
 		!strings.HasPrefix(got.StoreDir, b.cfg.JetStreamDir) {
 		t.Errorf("JetStream config %+v", got)
 	}
+	if got, want := appLimits(t, b), appJetStreamLimits()[""]; got != want {
+		t.Errorf("account %s: JetStream limits %+v, want %+v", AppAccount, got, want)
+	}
 }
 
 func TestStartFailsWhenJetStreamCannot(t *testing.T) {
-	// A file where the directory should be.
+	// A file where the directory should be: the directory holds no
+	// JetStream state, so JetStream would wait for routes, but Start
+	// checks the directory all the same.
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t, "n1")
-	cfg.JetStreamDir = file
-	t0 := time.Now()
-	b, err := Start(cfg)
-	if err == nil {
-		b.Close()
-		t.Fatal("Start succeeded with JetStreamDir naming a file")
+	// A directory with meta group state, where JetStream starts with the
+	// server, and a file where the meta group's log goes.
+	restart := t.TempDir()
+	meta := filepath.Join(restart, "jetstream", SystemAccount, "_js_", "_meta_")
+	if err := os.MkdirAll(meta, 0o750); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(err.Error(), "JetStream") {
-		t.Errorf("err = %v, want it to name JetStream", err)
+	for _, f := range []string{filepath.Join(meta, "peers.idx"), filepath.Join(meta, "msgs")} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if d := time.Since(t0); d > startTimeout/2 {
-		t.Errorf("Start took %v to fail", d)
+	for _, tc := range []struct {
+		name, dir string
+		seeds     []string
+	}{
+		{"first start", file, nil},
+		{"first start with a seed", file, []string{"127.0.0.1:1"}},
+		{"restart", restart, nil},
+	} {
+		cfg := testConfig(t, "n1")
+		cfg.JetStreamDir = tc.dir
+		cfg.Seeds = tc.seeds
+		t0 := time.Now()
+		b, err := Start(cfg)
+		if err == nil {
+			b.Close()
+			t.Fatalf("%s: Start succeeded", tc.name)
+		}
+		if !strings.Contains(err.Error(), "JetStream") {
+			t.Errorf("%s: err = %v, want it to name JetStream", tc.name, err)
+		}
+		if d := time.Since(t0); d > startTimeout/2 {
+			t.Errorf("%s: Start took %v to fail", tc.name, d)
+		}
+		t.Logf("%s: Start: %v", tc.name, err)
 	}
-	t.Logf("Start: %v", err)
 }
 
 // TestRemovePeer removes a stopped server from the meta group: the bucket's
@@ -186,10 +224,7 @@ func TestRemovePeer(t *testing.T) {
 	// meta group does not count it, so it holds no replica. (After the 5
 	// minutes the leader adds it, and the bucket places a replica on it:
 	// measured once outside this suite, 5 min 2 s after the removal.)
-	//
-	// No other new server starts while it does: a server with an empty
-	// JetStreamDir votes for any candidate, and two of them can elect a
-	// meta leader of their own (see Bus.RemovePeer).
+
 	n3cfg.JetStreamDir = t.TempDir()
 	n3cfg.ClusterPort, n3cfg.ClientPort = -1, -1
 	n3cfg.Seeds = []string{n1.ClusterAddr()}

@@ -31,10 +31,11 @@ var (
 	ErrRevisionMismatch = errors.New("bus: revision mismatch")
 
 	// ErrUnavailable is wrapped when JetStream could not serve an
-	// operation now: no meta leader yet (a lone server, an election), the
-	// bucket's stream has no leader or no quorum, too few servers to place
-	// the replicas asked for, no responders, or the operation's deadline
-	// passed. Retry later. A write that fails with it may or may not have
+	// operation now: JetStream still starting on this server (a first
+	// start waits for routes), no meta leader yet (a lone server, an
+	// election), the bucket's stream has no leader or no quorum, too few
+	// servers to place the replicas asked for, no responders, or the
+	// operation's deadline passed. Retry later. A write that fails with it may or may not have
 	// been applied (its acknowledgement may be what was lost): a
 	// compare-and-set retry is safe, it fails with [ErrRevisionMismatch]
 	// if the first attempt landed.
@@ -404,7 +405,8 @@ func (kv *KV) keys(ctx context.Context, pattern string) ([]string, error) {
 // NATS subject-style pattern over keys, e.g. "ring" or "progress.>"), then
 // with every later change in revision order, until ctx ends; it returns
 // only when ctx ends (with ctx's error), when the Bus is closed
-// ([ErrClosed]), or at once for an invalid pattern.
+// ([ErrClosed]), when JetStream failed to start on this server, or at once
+// for an invalid pattern.
 //
 // A delete is reported (an entry with Deleted set) only for a key fn was
 // given a value for: keys deleted before the watch started are not
@@ -417,7 +419,8 @@ func (kv *KV) keys(ctx context.Context, pattern string) ([]string, error) {
 //
 // Watch survives a meta-leader change, a stream-leader change, the bucket
 // not existing yet (Watch does not create it) and JetStream not yet being
-// available: it restarts with backoff (at most 2 s apart), resuming after
+// available (on a first start it waits for JetStream to start on this
+// server): it restarts with backoff (at most 2 s apart), resuming after
 // the last revision it delivered, and never delivers a revision twice or
 // out of order. A key changed several times while the watch was restarting
 // shows only its latest revision (a bucket keeps one revision per key).
@@ -428,6 +431,12 @@ func (kv *KV) Watch(ctx context.Context, pattern string, fn func(Entry)) error {
 		return fmt.Errorf("bus: kv %s watch: %w", kv.bucket, err)
 	}
 	w := &watch{kv: kv, filter: kv.prefix + pattern, fn: fn, live: make(map[string]struct{})}
+	if err := kv.b.waitJetStream(ctx); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return fmt.Errorf("%w: kv %s watch %q", ErrClosed, kv.bucket, pattern)
+		}
+		return fmt.Errorf("bus: kv %s watch %q: %w", kv.bucket, pattern, err)
+	}
 	backoff := retryBackoffMin
 	for {
 		progressed, err := w.run(ctx)
@@ -714,9 +723,13 @@ func isGone(err error) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
-// retry runs attempt like the package-level retry, and forgets the bound
-// stream after an error that means it may be gone.
+// retry runs attempt like the package-level retry, once JetStream runs on
+// this server (see [Bus.waitJetStream]), and forgets the bound stream after
+// an error that means it may be gone.
 func (kv *KV) retry(ctx context.Context, attempt func(context.Context) error) error {
+	if err := kv.b.waitJetStream(ctx); err != nil {
+		return err
+	}
 	return retry(ctx, func(ctx context.Context) error {
 		err := attempt(ctx)
 		if isGone(err) {

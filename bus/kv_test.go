@@ -447,10 +447,9 @@ func moveStreamLeader(t testing.TB, b *Bus, kv *KV, server string) {
 }
 
 // TestKVLoneServerThenJoin starts one server: its bucket is unavailable
-// (the meta group of a first start waits for a second server) until a
-// second server joins. A third joins, the bucket grows from 1 to 3
-// replicas, and a server restarted on its JetStream directory reads the
-// bucket again.
+// (on a first start JetStream waits for a second server) until a second
+// server joins. A third joins, the bucket grows from 1 to 3 replicas, and
+// a server restarted on its JetStream directory reads the bucket again.
 func TestKVLoneServerThenJoin(t *testing.T) {
 	t0 := time.Now()
 	n1 := start(t, jsConfig(t, "n1"))
@@ -481,8 +480,8 @@ func TestKVLoneServerThenJoin(t *testing.T) {
 			t.Errorf("lone server: %s failed after %v with a %v deadline", op.name, took, deadline)
 		}
 	}
-	if g, err := n1.MetaGroup(); err != nil || g.Leader != "" {
-		t.Errorf("lone server: meta group %+v, %v; want no leader", g, err)
+	if g, err := n1.MetaGroup(); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("lone server: meta group %+v, %v; want ErrUnavailable (JetStream waits for a route)", g, err)
 	}
 
 	cfg := testConfig(t, "n2")
@@ -548,6 +547,16 @@ func TestKVLoneServerThenJoin(t *testing.T) {
 	cfg2.ClusterPort, cfg2.ClientPort = port, -1
 	t4 := time.Now()
 	n2 = start(t, cfg2)
+	// Its JetStream directory holds its meta group's state: JetStream
+	// starts with the server, without waiting for routes, and the account
+	// gets JetStream from the configuration, with the limits a first start
+	// gives it later (appJetStreamLimits).
+	if !n2.srv.JetStreamEnabled() {
+		t.Error("restarted n2: JetStream does not run when Start returns")
+	}
+	if got, want := appLimits(t, n2), appJetStreamLimits()[""]; got != want {
+		t.Errorf("restarted n2: account %s: JetStream limits %+v, want %+v", AppAccount, got, want)
+	}
 	kv2 := mustKV(t, n2, "test", 1)
 	if v, got, err := kv2.Get(ctx, "ring"); err != nil || string(v) != "v2" || got != rev {
 		t.Errorf("restarted n2: Get = %q, %d, %v; want v2, %d", v, got, err, rev)
