@@ -220,39 +220,33 @@ func streamed(t Topology, gainer string) (Topology, error) {
 	return t, nil
 }
 
-// commit ends the pending change: the joining member turns normal, the
-// leaving one removed.
+// commit ends the pending change as planned: the joining member turns
+// normal, the leaving one removed.
 func commit(t Topology) Topology {
-	c := t.Change
+	return end(t, t.Change.Kind == KindJoin)
+}
+
+// abort ends the pending change undone: a joining member is removed, a
+// leaving one normal again.
+func abort(t Topology) (Topology, error) {
+	if t.Change == nil {
+		return t, fmt.Errorf("%w: nothing to abort", ErrNoChange)
+	}
+	return end(t, t.Change.Kind != KindJoin), nil
+}
+
+// end closes the pending change at a new epoch, leaving its member normal
+// or removed.
+func end(t Topology, normal bool) Topology {
 	t.Epoch++
-	m, _ := t.Member(c.Node)
-	m.Since = t.Epoch
-	if c.Kind == KindJoin {
+	m, _ := t.Member(t.Change.Node)
+	m.Since, m.State = t.Epoch, Removed
+	if normal {
 		m.State = Normal
-	} else {
-		m.State = Removed
 	}
 	t.setMember(m)
 	t.Change = nil
 	return t
-}
-
-func abort(t Topology) (Topology, error) {
-	c := t.Change
-	if c == nil {
-		return t, fmt.Errorf("%w: nothing to abort", ErrNoChange)
-	}
-	t.Epoch++
-	m, _ := t.Member(c.Node)
-	m.Since = t.Epoch
-	if c.Kind == KindJoin {
-		m.State = Removed
-	} else {
-		m.State = Normal
-	}
-	t.setMember(m)
-	t.Change = nil
-	return t, nil
 }
 
 // setMember inserts m or replaces the member with its ID, keeping Members
