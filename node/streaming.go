@@ -52,7 +52,7 @@ func (n *Node) reconcileStreaming(ctx context.Context, v *view) {
 	r := &n.streaming
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.key == want && (want == "" || r.done != nil) {
+	if r.key == want && (want == "" || r.running()) {
 		return
 	}
 	n.stopStreamingLocked()
@@ -70,6 +70,24 @@ func (n *Node) reconcileStreaming(ctx context.Context, v *view) {
 		n.pull(sctx, v)
 	}()
 }
+
+// running reports whether the pull's goroutine is still at work (a pull
+// that failed ends, and reconcileStreaming starts it again).
+func (r *streamRun) running() bool {
+	if r.done == nil {
+		return false
+	}
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// streamRetry is how long a pull that failed waits before it is started
+// again.
+const streamRetry = 5 * time.Second
 
 // stopStreaming stops the pull in progress, if any, and waits for it.
 func (n *Node) stopStreaming() {
@@ -114,8 +132,20 @@ func (n *Node) pull(ctx context.Context, v *view) {
 	n.log.Info("streaming the ranges this node gains", "change", c.Kind, "node", c.Node, "epoch", c.Epoch, "transfers", len(transfers))
 	start := time.Now()
 	if err := p.Run(ctx, c.Epoch, n.self, transfers); err != nil {
-		if ctx.Err() == nil {
-			n.log.Error("stream", "err", err)
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.Error("stream failed; starting it again shortly", "err", err)
+		if errors.Is(err, stream.ErrMalformed) {
+			// A damaged state file: pulling again from the start is safe,
+			// every record applies only if newer.
+			if cerr := p.Clear(); cerr != nil {
+				n.log.Error("clear stream state", "err", cerr)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(streamRetry):
 		}
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -600,6 +601,26 @@ func TestWipedNodeRejoins(t *testing.T) {
 	topo := c.waitTopology("n3 joined again", func(t topology.Topology) bool {
 		m, _ := t.Member("n3")
 		return m.State == topology.Normal && t.Epoch > 5
+	})
+	c.checkHeldByW(topo, pre, 3)
+}
+
+// A joining node whose stream state file is damaged starts its pull over
+// and completes the join, rather than staying joining for good.
+func TestJoinWithDamagedStreamState(t *testing.T) {
+	c := newTestCluster(t, three, noMovement)
+	pre := preload(t, c, 200)
+	c.addDirs("n4")
+	if err := os.MkdirAll(c.dirs["n4"], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.dirs["n4"], "stream.json"), []byte("{damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.start("n4")
+	topo := c.waitTopology("n4 joined", func(t topology.Topology) bool {
+		m, _ := t.Member("n4")
+		return m.State == topology.Normal
 	})
 	c.checkHeldByW(topo, pre, 3)
 }
