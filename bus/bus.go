@@ -331,10 +331,15 @@ func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool) 
 			{Username: SystemUser, Password: cfg.Secret, Account: sys},
 		},
 		SystemAccount: SystemAccount,
-		// Report a failed dial to a peer that was connected once per
-		// minute at error level instead of every second (the rest go to
-		// debug); the first-connect default is once per hour.
-		ReconnectErrorReports: 60,
+		// Report a failed route dial at error level on the first attempt
+		// and then once per minute instead of every second (the rest go
+		// to debug), for a peer that was connected and for one never
+		// reached alike: nats-server's first-connect default, once per
+		// hour, would leave a seed that never answers unreported for an
+		// hour, since the first attempt of a start is logged at debug
+		// (see firstRouteDial).
+		ConnectErrorReports:   routeDialReports,
+		ReconnectErrorReports: routeDialReports,
 		Cluster: server.ClusterOpts{
 			Name:         cfg.Cluster,
 			Host:         cfg.Host,

@@ -36,6 +36,9 @@ const (
 
 	// maxPayloadLimit is the largest max payload nats-server accepts.
 	maxPayloadLimit = 64 << 20
+	// routeDialReports is every how many failed attempts (one a second)
+	// a route dial that keeps failing is reported above debug.
+	routeDialReports = 60
 	// routeMaxPingsOut is the number of unanswered route pings after which
 	// the server closes the route as stale.
 	routeMaxPingsOut = 2

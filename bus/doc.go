@@ -19,8 +19,10 @@
 //     the system account SYS, both with the cluster secret as password. With
 //     no secret, connections without credentials are bound to "kvs".
 //   - Logging: nats-server logs go to a [log/slog] logger; connection and
-//     route churn is logged at debug level, and errors that repeat every
-//     second while a peer is down do not flood the error level.
+//     route churn is logged at debug level (so is the first failed dial to
+//     each peer not yet listening while a cluster starts), and errors that
+//     repeat every second while a peer is down do not flood the error
+//     level: a failing route dial is a warning once a minute.
 //   - The node's own connection is in-process (no TCP) and shared by every
 //     request: request/reply uses the connection's single response
 //     subscription, so no request creates a subscription of its own.

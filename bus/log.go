@@ -72,9 +72,20 @@ var startupWarnings = []string{
 	"JetStream is not current with the meta leader",
 }
 
-// startupWindow is how long after the server starts startupWarnings are
-// expected.
+// startupWindow is how long after the server starts startupWarnings and
+// first failed route dials are expected.
 const startupWindow = time.Minute
+
+// firstRouteDial begins nats-server's error for the first failed dial of a
+// route connection. While a cluster starts, every node fails its first dial
+// to each peer that is not listening yet: within startupWindow that failure
+// is logged at debug. nats-server uses the same message for a first
+// connection and for a reconnection after a route was lost, so a route lost
+// within the window is also at debug on its first failed redial; the node
+// layer warns "peer down" for it anyway. Later failures of the same dial are
+// reported every [routeDialReports] attempts and are warnings, so a seed
+// that never answers is still reported about a minute after the start.
+const firstRouteDial = "Error trying to connect to route (attempt 1):"
 
 // warnNotices are substrings of nats-server notices that are worth a
 // warning: the server logs them as notices, but they mean lost messages or
@@ -118,7 +129,7 @@ func (a *slogAdapter) Noticef(format string, v ...any) {
 func (a *slogAdapter) Warnf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	if containsAny(msg, churnMarkers) || containsAny(msg, quietWarnings) || containsAny(msg, jetStreamRoutine) ||
-		containsAny(msg, startupWarnings) && a.now().Sub(a.started) < startupWindow {
+		containsAny(msg, startupWarnings) && a.starting() {
 		a.emit(slog.LevelDebug, msg)
 		return
 	}
@@ -126,11 +137,12 @@ func (a *slogAdapter) Warnf(format string, v ...any) {
 }
 
 // Errorf logs server errors at error; connection churn and authentication
-// failures of others at warn (closures at debug); repeats are rate limited.
+// failures of others at warn (closures, and first failed route dials while
+// the server starts, at debug); repeats are rate limited.
 func (a *slogAdapter) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	if containsAny(msg, churnMarkers) {
-		if strings.Contains(msg, "connection closed") {
+		if strings.Contains(msg, "connection closed") || strings.HasPrefix(msg, firstRouteDial) && a.starting() {
 			a.emit(slog.LevelDebug, msg)
 			return
 		}
@@ -142,6 +154,11 @@ func (a *slogAdapter) Errorf(format string, v ...any) {
 		return
 	}
 	a.logRepeated(slog.LevelError, msg)
+}
+
+// starting reports whether the server started less than startupWindow ago.
+func (a *slogAdapter) starting() bool {
+	return a.now().Sub(a.started) < startupWindow
 }
 
 // removedFromCluster is part of the error a server logs when the JetStream

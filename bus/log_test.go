@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -52,6 +53,7 @@ func TestSlogAdapterLevels(t *testing.T) {
 	a := newSlogAdapter(slog.New(rec))
 	now := time.Unix(1000, 0)
 	a.now = func() time.Time { return now }
+	a.started = now.Add(-startupWindow) // the start window is tested below
 
 	one := func(name string, log func(), wantLevel slog.Level) {
 		t.Helper()
@@ -93,8 +95,19 @@ func TestSlogAdapterLevels(t *testing.T) {
 	a.started = now
 	one("no meta leader at start", func() { a.Warnf("%v", "JetStream has not established contact with a meta leader") }, slog.LevelDebug)
 	one("no routes at start", func() { a.Warnf("Waiting for routing to be established...") }, slog.LevelDebug)
+	// The first failed dial of each route while peers start: debug. A
+	// dial still failing when nats-server reports it again: warn.
+	one("first route dial at start", func() {
+		a.Errorf("Error trying to connect to route (attempt %v): %v", 1, "dial tcp 127.0.0.1:6223: connect: connection refused")
+	}, slog.LevelDebug)
+	one("route dial reported again at start", func() {
+		a.Errorf("Error trying to connect to route (attempt %v): %v", routeDialReports, "dial tcp: lookup node3: no such host")
+	}, slog.LevelWarn)
 	now = now.Add(startupWindow)
 	one("no meta leader later", func() { a.Warnf("%v", "JetStream has not established contact with a meta leader") }, slog.LevelWarn)
+	one("first route dial later", func() {
+		a.Errorf("Error trying to connect to route (attempt %v): %v", 1, "dial tcp 127.0.0.1:6223: connect: connection refused")
+	}, slog.LevelWarn)
 
 	if a.fatalErr() != nil {
 		t.Fatal("fatal error before Fatalf")
@@ -165,9 +178,49 @@ func TestDownPeerDoesNotFloodLogs(t *testing.T) {
 			t.Errorf("logged at error while a peer is down: %s", r.Message)
 		}
 	}
-	// The first failed attempt of each connection is worth a warning
-	// (plus n2 not being up yet when n1 started); the rest go to debug.
+	// At most the first failed attempt of each connection is worth a
+	// warning (within the start window, as here, not even that: see
+	// firstRouteDial); the rest go to debug.
 	if loud > 4 {
 		t.Errorf("%d warnings for %d failed dials", loud, attempts)
+	}
+}
+
+// TestFirstRouteDialQuietAtStart starts a node whose seed is not listening
+// yet, as every node of a cluster started at once sees: its first failed
+// dial is logged at debug, not as a warning.
+func TestFirstRouteDialQuietAtStart(t *testing.T) {
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{level: slog.LevelDebug}
+	cfg := testConfig(t, "n1")
+	cfg.Seeds = []string{fmt.Sprintf("127.0.0.1:%d", port)}
+	cfg.Logger = slog.New(rec)
+	start(t, cfg)
+	waitFor(t, "a failed route dial", func() bool {
+		return rec.count(slog.LevelDebug, "Error trying to connect to route (attempt 1)") > 0
+	})
+	for _, r := range rec.take() {
+		if r.Level >= slog.LevelWarn && strings.Contains(r.Message, "Error trying to connect to route") {
+			t.Errorf("first failed route dial at start logged at %v: %s", r.Level, r.Message)
+		}
+	}
+}
+
+func TestRouteDialReportsOncePerMinute(t *testing.T) {
+	cfg := testConfig(t, "n1")
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := serverOptions(cfg, 6222, "127.0.0.1:6222", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nats-server's default for a route never connected is once an hour.
+	if opts.ConnectErrorReports != routeDialReports || opts.ReconnectErrorReports != routeDialReports {
+		t.Errorf("ConnectErrorReports %d, ReconnectErrorReports %d, want %d for both",
+			opts.ConnectErrorReports, opts.ReconnectErrorReports, routeDialReports)
 	}
 }
