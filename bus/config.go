@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -110,7 +111,7 @@ type Config struct {
 	// connection: users "kvs" (application account) and "sys" (system
 	// account), password Secret; routes authenticate as user "route". When
 	// empty, connections without credentials are accepted as "kvs", and
-	// "sys" has an empty password.
+	// "sys" has an empty password. It must pass [ValidSecret].
 	Secret string
 
 	// PingInterval is the route ping interval; a route is closed after
@@ -199,6 +200,9 @@ func (c *Config) Validate() error {
 	if c.ClientPort > 0 && c.ClientPort == c.ClusterPort {
 		errs = append(errs, fmt.Errorf("client port and cluster port are both %d", c.ClientPort))
 	}
+	if err := ValidSecret(c.Secret); err != nil {
+		errs = append(errs, fmt.Errorf("secret: %w", err))
+	}
 	if c.Advertise != "" {
 		if err := checkHostPort(c.Advertise); err != nil {
 			errs = append(errs, fmt.Errorf("advertise: %w", err))
@@ -235,6 +239,27 @@ func (c *Config) Validate() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bus: invalid config: %w", err)
+	}
+	return nil
+}
+
+// bcryptPrefixes begin the passwords nats-server takes for bcrypt hashes.
+// Its rule (isBcrypt in server/auth.go) is the regular expression
+// ^\$2[abxy]\$\d{2}\$; the whole prefix is refused, so that a looser rule in
+// a later nats-server cannot turn an accepted secret into a hash.
+var bcryptPrefixes = []string{"$2a$", "$2b$", "$2x$", "$2y$"}
+
+// ValidSecret reports whether s can be the cluster secret: it must not
+// begin like a bcrypt hash ($2a$, $2b$, $2x$ or $2y$). nats-server would
+// take such a secret for the hash of the password and compare what
+// clients and routes send with bcrypt, so nothing, this node's own
+// connection included, could authenticate with the secret itself. The
+// empty secret (no authentication) is valid.
+func ValidSecret(s string) error {
+	for _, p := range bcryptPrefixes {
+		if strings.HasPrefix(s, p) {
+			return fmt.Errorf("it begins with %q, and nats-server takes a password beginning with $2a$, $2b$, $2x$ or $2y$ for a bcrypt hash; choose one that does not", p)
+		}
 	}
 	return nil
 }

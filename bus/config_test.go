@@ -35,6 +35,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"advertise", Config{NodeID: "n", Advertise: ":6222"}, "advertise"},
 		{"payload", Config{NodeID: "n", MaxPayload: 128 << 20}, "max payload"},
 		{"negative timeout", Config{NodeID: "n", RequestTimeout: -1}, "request timeout"},
+		{"bcrypt secret", Config{NodeID: "n", Secret: "$2a$11$abcdefghijklmnopqrstuv"}, "bcrypt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -53,6 +54,19 @@ func TestDefaultAdvertiseHost(t *testing.T) {
 		got := defaultAdvertiseHost(h)
 		if got == "" || isUnspecifiedHost(got) {
 			t.Errorf("defaultAdvertiseHost(%q) = %q, want a dialable address", h, got)
+		}
+	}
+}
+
+func TestValidSecret(t *testing.T) {
+	for _, s := range []string{"$2a$10$N9qo8uLOickgx2ZMRZoMye", "$2b$04$x", "$2x$", "$2y$anything-else"} {
+		if err := ValidSecret(s); err == nil || !strings.Contains(err.Error(), "bcrypt") {
+			t.Errorf("ValidSecret(%q) = %v, want a bcrypt error", s, err)
+		}
+	}
+	for _, s := range []string{"", "s3cret", "$2c$10$x", "$2a", "x$2a$10$x", "$1$md5-crypt-looking"} {
+		if err := ValidSecret(s); err != nil {
+			t.Errorf("ValidSecret(%q) = %v", s, err)
 		}
 	}
 }
