@@ -19,8 +19,22 @@ import (
 // endpoint (with the cluster secret) and, with --wait, follows the change
 // on /ring until it has finished.
 
-func secretFlag() cli.Flag {
-	return &cli.StringFlag{Name: "cluster-secret", Usage: "the cluster secret, when the cluster has one", EnvVars: envVars("cluster-secret")}
+// adminFlags are the flags every topology command takes: --url, the
+// secret flags, --timeout, then more.
+func adminFlags(timeout time.Duration, more ...cli.Flag) []cli.Flag {
+	flags := append([]cli.Flag{urlFlag()}, secretFlags("the cluster secret, when the cluster has one")...)
+	flags = append(flags, timeoutFlag(timeout))
+	return append(flags, more...)
+}
+
+// adminSecret reads the secret the admin commands send; a node checks it,
+// so it is not held to the rules of checkSecret here.
+func adminSecret(c *cli.Context) (string, error) {
+	s, err := readSecret(c)
+	if err != nil {
+		return "", usageError("%v", err)
+	}
+	return s, nil
 }
 
 func waitFlags(d time.Duration) []cli.Flag {
@@ -36,7 +50,7 @@ func decommissionCommand() *cli.Command {
 		Usage: "retire the node at --url: it streams its ranges to the members taking them over, then leaves the ring and stops",
 		Description: "Refused, with nothing changed, when fewer than N members would remain or another\n" +
 			"topology change is in progress.",
-		Flags: append([]cli.Flag{urlFlag(), secretFlag(), timeoutFlag(15 * time.Second)}, waitFlags(time.Hour)...),
+		Flags: append(adminFlags(15*time.Second), waitFlags(time.Hour)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("decommission takes no arguments; --url names the node")
@@ -45,7 +59,11 @@ func decommissionCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ring, err := postAdmin(c, base, "/admin/decommission", nil)
+			secret, err := adminSecret(c)
+			if err != nil {
+				return err
+			}
+			ring, err := postAdmin(c, base, secret, "/admin/decommission", nil)
 			if err != nil {
 				return err
 			}
@@ -62,9 +80,9 @@ func removenodeCommand() *cli.Command {
 		ArgsUsage: "ID",
 		Description: "Ask any live node (--url). A member that node sees alive is refused unless\n" +
 			"--force is given: decommission a live node instead. Hints for the member are dropped.",
-		Flags: append([]cli.Flag{urlFlag(), secretFlag(), timeoutFlag(15 * time.Second),
+		Flags: append(adminFlags(15*time.Second,
 			&cli.BoolFlag{Name: "force", Usage: "remove the member even though it is alive", EnvVars: envVars("force")},
-		}, waitFlags(time.Hour)...),
+		), waitFlags(time.Hour)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError("removenode wants the ID of the member to remove")
@@ -73,12 +91,16 @@ func removenodeCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			secret, err := adminSecret(c)
+			if err != nil {
+				return err
+			}
 			id := c.Args().Get(0)
 			q := url.Values{"id": {id}}
 			if c.Bool("force") {
 				q.Set("force", "true")
 			}
-			ring, err := postAdmin(c, base, "/admin/removenode", q)
+			ring, err := postAdmin(c, base, secret, "/admin/removenode", q)
 			if err != nil {
 				return err
 			}
@@ -92,7 +114,7 @@ func abortCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "abort",
 		Usage: "abandon the pending topology change: a joining member is removed, a leaving one turns normal",
-		Flags: []cli.Flag{urlFlag(), secretFlag(), timeoutFlag(15 * time.Second)},
+		Flags: adminFlags(15 * time.Second),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("abort takes no arguments")
@@ -101,7 +123,11 @@ func abortCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ring, err := postAdmin(c, base, "/admin/abort", nil)
+			secret, err := adminSecret(c)
+			if err != nil {
+				return err
+			}
+			ring, err := postAdmin(c, base, secret, "/admin/abort", nil)
 			if err != nil {
 				return err
 			}
@@ -111,8 +137,9 @@ func abortCommand() *cli.Command {
 	}
 }
 
-// postAdmin POSTs to an admin endpoint and decodes the ring it answers.
-func postAdmin(c *cli.Context, base, path string, q url.Values) (gateway.RingJSON, error) {
+// postAdmin POSTs to an admin endpoint, with secret as bearer token when it
+// is not empty, and decodes the ring it answers.
+func postAdmin(c *cli.Context, base, secret, path string, q url.Values) (gateway.RingJSON, error) {
 	var ring gateway.RingJSON
 	u := base + path
 	if len(q) > 0 {
@@ -122,8 +149,8 @@ func postAdmin(c *cli.Context, base, path string, q url.Values) (gateway.RingJSO
 	if err != nil {
 		return ring, err
 	}
-	if s := c.String("cluster-secret"); s != "" {
-		req.Header.Set("Authorization", "Bearer "+s)
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
 	}
 	resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
 	if err != nil {
@@ -224,7 +251,7 @@ func repairCommand() *cli.Command {
 		Usage: "run anti-entropy now between the node at --url and every replica it shares ranges with, printing each round",
 		Description: "Compares the hash trees of every shared range and moves only the keys of\n" +
 			"differing segments, both ways. Exits 1 if a round failed.",
-		Flags: []cli.Flag{urlFlag(), secretFlag(), timeoutFlag(30 * time.Minute)},
+		Flags: adminFlags(30 * time.Minute),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("repair takes no arguments")
@@ -233,12 +260,16 @@ func repairCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			secret, err := adminSecret(c)
+			if err != nil {
+				return err
+			}
 			req, err := http.NewRequestWithContext(c.Context, http.MethodPost, base+"/admin/repair", nil)
 			if err != nil {
 				return err
 			}
-			if s := c.String("cluster-secret"); s != "" {
-				req.Header.Set("Authorization", "Bearer "+s)
+			if secret != "" {
+				req.Header.Set("Authorization", "Bearer "+secret)
 			}
 			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
 			if err != nil {

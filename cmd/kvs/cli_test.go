@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -88,11 +89,23 @@ func TestServeFlags(t *testing.T) {
 	}
 	t.Cleanup(func() { runServe = serveNode })
 
+	dir := t.TempDir()
+	secretFile := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	const secret = "0123456789abcdef" // 16 bytes, the shortest accepted
+	fileSecret := secretFile("secret", "from-a-file-0123456789\n")
+
 	tests := []struct {
 		name     string
 		env      map[string]string
 		args     []string
 		wantCode int
+		wantErr  string // in stderr
 		check    func(t *testing.T, o serveOptions)
 	}{
 		{name: "defaults", check: func(t *testing.T, o serveOptions) {
@@ -104,20 +117,20 @@ func TestServeFlags(t *testing.T) {
 		}},
 		{name: "flags", args: []string{"--id", "n2", "--http", "127.0.0.1:9000", "--data", "/d", "--nats-port", "5000",
 			"--cluster-port", "5001", "--advertise", "10.0.0.2", "--seeds", "a:1, b:2,,", "--cluster", "c1",
-			"--cluster-secret", "s", "--n", "5", "--w", "3", "--r", "1", "--vnodes", "7", "--sync", "none", "--log-format", "json",
+			"--cluster-secret", secret, "--n", "5", "--w", "3", "--r", "1", "--vnodes", "7", "--sync", "none", "--log-format", "json",
 			"--tombstone-grace", "48h", "--quarantine-corrupt", "--anti-entropy-interval", "-1s", "--sync-interval", "10ms"},
 			check: func(t *testing.T, o serveOptions) {
 				if o.id != "n2" || o.httpAddr != "127.0.0.1:9000" || o.dataDir != "/d" || o.natsPort != 5000 || o.clusterPort != 5001 ||
 					o.advertise != "10.0.0.2:5001" || !slices.Equal(o.seeds, []string{"a:1", "b:2"}) || o.cluster != "c1" ||
-					o.secret != "s" || o.n != 5 || o.w != 3 || o.r != 1 || o.vnodes != 7 || o.sync != lsm.SyncNone || o.logFormat != "json" ||
+					o.secret != secret || o.n != 5 || o.w != 3 || o.r != 1 || o.vnodes != 7 || o.sync != lsm.SyncNone || o.logFormat != "json" ||
 					o.tombGrace != 48*time.Hour || !o.quarantine || o.antiEntropy != -time.Second || o.syncInterval != 10*time.Millisecond {
 					t.Errorf("flags: %+v", o)
 				}
 			}},
-		{name: "env", env: map[string]string{"KVS_ID": "envnode", "KVS_CLUSTER_SECRET": "envsecret", "KVS_SEEDS": "h1:6222,h2:6222",
+		{name: "env", env: map[string]string{"KVS_ID": "envnode", "KVS_CLUSTER_SECRET": "envsecret-0123456", "KVS_SEEDS": "h1:6222,h2:6222",
 			"KVS_N": "2", "KVS_SYNC": "interval", "KVS_HTTP": ":9999", "KVS_ADVERTISE": "node9:7000", "KVS_GOSSIP_INTERVAL": "250ms"},
 			check: func(t *testing.T, o serveOptions) {
-				if o.id != "envnode" || o.secret != "envsecret" || !slices.Equal(o.seeds, []string{"h1:6222", "h2:6222"}) ||
+				if o.id != "envnode" || o.secret != "envsecret-0123456" || !slices.Equal(o.seeds, []string{"h1:6222", "h2:6222"}) ||
 					o.n != 2 || o.sync != lsm.SyncInterval || o.httpAddr != ":9999" || o.advertise != "node9:7000" || o.gossip != 250*time.Millisecond {
 					t.Errorf("env: %+v", o)
 				}
@@ -128,6 +141,30 @@ func TestServeFlags(t *testing.T) {
 					t.Errorf("id %q, want flagnode", o.id)
 				}
 			}},
+
+		// Secrets.
+		{name: "secret file", args: []string{"--cluster-secret-file", fileSecret}, check: func(t *testing.T, o serveOptions) {
+			if o.secret != "from-a-file-0123456789" {
+				t.Errorf("secret %q, want the file's without its newline", o.secret)
+			}
+		}},
+		{name: "secret file env, CRLF", env: map[string]string{"KVS_CLUSTER_SECRET_FILE": secretFile("crlf", "crlf-secret-0123456789\r\n")},
+			check: func(t *testing.T, o serveOptions) {
+				if o.secret != "crlf-secret-0123456789" {
+					t.Errorf("secret %q", o.secret)
+				}
+			}},
+		{name: "secret and file", args: []string{"--cluster-secret", secret, "--cluster-secret-file", fileSecret}, wantCode: 2, wantErr: "give one"},
+		{name: "secret env and file flag", env: map[string]string{"KVS_CLUSTER_SECRET": secret}, args: []string{"--cluster-secret-file", fileSecret}, wantCode: 2, wantErr: "both"},
+		{name: "secret file missing", args: []string{"--cluster-secret-file", filepath.Join(dir, "nope")}, wantCode: 2, wantErr: "no such file"},
+		{name: "secret file empty", args: []string{"--cluster-secret-file", secretFile("empty", "\n")}, wantCode: 2, wantErr: "empty"},
+		{name: "secret file two lines", args: []string{"--cluster-secret-file", secretFile("two", "first-line-0123456\nsecond\n")}, wantCode: 2, wantErr: "control character"},
+		{name: "secret too short", args: []string{"--cluster-secret", secret[1:]}, wantCode: 2, wantErr: "15 bytes; it must be at least 16"},
+		{name: "secret bcrypt", args: []string{"--cluster-secret", "$2a$10$abcdefghijklmnopqrstuv"}, wantCode: 2, wantErr: "bcrypt hash"},
+		{name: "secret bcrypt prefix", env: map[string]string{"KVS_CLUSTER_SECRET": "$2y$-still-a-bcrypt-prefix"}, wantCode: 2, wantErr: `begins with "$2y$"`},
+		{name: "secret trailing space", args: []string{"--cluster-secret", secret + " "}, wantCode: 2, wantErr: "whitespace"},
+		{name: "secret too long", args: []string{"--cluster-secret", strings.Repeat("x", 1025)}, wantCode: 2, wantErr: "at most 1024"},
+
 		{name: "bad sync", args: []string{"--sync", "sometimes"}, wantCode: 2},
 		{name: "bad sync env", env: map[string]string{"KVS_SYNC": "never"}, wantCode: 2},
 		{name: "bad tombstone grace", args: []string{"--tombstone-grace", "0s"}, wantCode: 2},
@@ -155,6 +192,9 @@ func TestServeFlags(t *testing.T) {
 			_, stderr, code := runCLI(t, "", append([]string{"serve"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit code %d, want %d; stderr %q", code, tt.wantCode, stderr)
+			}
+			if !strings.Contains(stderr, tt.wantErr) {
+				t.Errorf("stderr %q lacks %q", stderr, tt.wantErr)
 			}
 			if tt.check != nil {
 				tt.check(t, got)
@@ -208,6 +248,7 @@ type fakeServer struct {
 	srv      *httptest.Server
 	data     map[string]string
 	requests []string // method, escaped path and query, body
+	auth     []string // the Authorization header of each request
 	ready    bool
 }
 
@@ -223,8 +264,11 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI()+" "+string(body))
+	f.auth = append(f.auth, r.Header.Get("Authorization"))
 	path := r.URL.EscapedPath()
 	switch {
+	case path == "/admin/abort" && r.Method == "POST":
+		json.NewEncoder(w).Encode(gateway.RingJSON{Self: "node1", Epoch: 7})
 	case path == "/readyz":
 		if !f.ready {
 			w.WriteHeader(503)

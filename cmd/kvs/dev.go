@@ -28,20 +28,23 @@ func devCommand() *cli.Command {
 			"seeded with the others. Their logs are shown prefixed with the node ID. Ctrl-C\n" +
 			"or SIGTERM stops them all. Data goes to --data, or a new temporary directory;\n" +
 			"either way its path is printed.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of nodes (1 to 9)", EnvVars: envVars("nodes")},
 			&cli.StringFlag{Name: "data", Usage: "data directory (one subdirectory per node; default: a new temporary directory)", EnvVars: envVars("data")},
 			&cli.IntFlag{Name: "base-http", Value: 8081, Usage: "HTTP port of node1", EnvVars: envVars("base-http")},
 			&cli.IntFlag{Name: "base-nats", Value: 4222, Usage: "NATS client port of node1", EnvVars: envVars("base-nats")},
 			&cli.IntFlag{Name: "base-cluster", Value: 6222, Usage: "NATS cluster port of node1", EnvVars: envVars("base-cluster")},
 			&cli.StringFlag{Name: "cluster", Value: "kvs", Usage: "cluster name", EnvVars: envVars("cluster")},
-			&cli.StringFlag{Name: "cluster-secret", Usage: "cluster secret passed to every node", EnvVars: envVars("cluster-secret")},
 			&cli.StringFlag{Name: "sync", Value: "always", Usage: "WAL fsync policy of every node", EnvVars: envVars("sync")},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level of every node", EnvVars: envVars("log-level")},
-		},
+		}, secretFlags("cluster secret (at least 16 bytes) passed to every node")...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("dev takes no arguments")
+			}
+			secret, err := nodeSecret(c)
+			if err != nil {
+				return usageError("%v", err)
 			}
 			o := devOptions{
 				nodes:       c.Int("nodes"),
@@ -50,7 +53,7 @@ func devCommand() *cli.Command {
 				baseNATS:    c.Int("base-nats"),
 				baseCluster: c.Int("base-cluster"),
 				cluster:     c.String("cluster"),
-				secret:      c.String("cluster-secret"),
+				secret:      secret,
 				sync:        c.String("sync"),
 				logLevel:    c.String("log-level"),
 			}
@@ -120,6 +123,25 @@ func (o *devOptions) serveArgs(i int) []string {
 	return args
 }
 
+// devEnv is the environment of the nodes: base without the secret
+// variables, then the secret in KVS_CLUSTER_SECRET when there is one. The
+// secret goes through the environment, not the command line, where any
+// user could read it with ps; and base may name a secret file, which next
+// to KVS_CLUSTER_SECRET would make serve refuse to start.
+func devEnv(base []string, secret string) []string {
+	env := make([]string, 0, len(base)+1)
+	for _, kv := range base {
+		name, _, _ := strings.Cut(kv, "=")
+		if name != "KVS_CLUSTER_SECRET" && name != "KVS_CLUSTER_SECRET_FILE" {
+			env = append(env, kv)
+		}
+	}
+	if secret != "" {
+		env = append(env, "KVS_CLUSTER_SECRET="+secret)
+	}
+	return env
+}
+
 // devChild is one running `kvs serve` process.
 type devChild struct {
 	id   string
@@ -155,12 +177,7 @@ func runDev(ctx context.Context, exe string, o devOptions, out io.Writer) error 
 	}
 	say("starting %d nodes, data in %s", o.nodes, o.dataDir)
 
-	// The secret goes through the environment, not the command line,
-	// where any user could read it with ps.
-	env := os.Environ()
-	if o.secret != "" {
-		env = append(env, "KVS_CLUSTER_SECRET="+o.secret)
-	}
+	env := devEnv(os.Environ(), o.secret)
 	var children []*devChild
 	exited := make(chan *devChild, o.nodes)
 	for i := 1; i <= o.nodes; i++ {

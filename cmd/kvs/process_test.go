@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -120,8 +122,30 @@ func startProcCluster(t *testing.T, extra ...string) []*procNode {
 // procPorts are the HTTP, NATS client and NATS cluster ports of one node.
 type procPorts struct{ http, nats, cluster int }
 
+// procSecretFile returns the path of the secret file of the nodes under
+// dir, writing processSecret and a newline to it the first time: never
+// again, as a node may be reading it.
+func procSecretFile(t *testing.T, dir string) string {
+	path := filepath.Join(dir, "cluster-secret")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return path
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(processSecret + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // newProcNode describes node id with the given ports and seeds (cluster
-// ports), data under dir, and extra serve flags.
+// ports), data under dir, and extra serve flags. The node reads the
+// cluster secret from a file.
 func newProcNode(t *testing.T, dir, id string, pp procPorts, seeds []int, extra []string) *procNode {
 	var ss []string
 	for _, s := range seeds {
@@ -136,7 +160,7 @@ func newProcNode(t *testing.T, dir, id string, pp procPorts, seeds []int, extra 
 		"--cluster-port", strconv.Itoa(pp.cluster),
 		"--advertise", "127.0.0.1:" + strconv.Itoa(pp.cluster),
 		"--seeds", strings.Join(ss, ","),
-		"--cluster-secret", processSecret,
+		"--cluster-secret-file", procSecretFile(t, dir),
 		"--sync", "always",
 		"--gossip-interval", "250ms",
 		"--log-level", "debug",

@@ -72,7 +72,7 @@ func defaultNodeID() string {
 }
 
 func serveFlags() []cli.Flag {
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "id", Value: defaultNodeID(), Usage: "node ID, unique in the cluster (no '.', '*', '>' or spaces)", EnvVars: envVars("id")},
 		&cli.StringFlag{Name: "http", Value: ":8080", Usage: "HTTP listen address of the API", EnvVars: envVars("http")},
 		&cli.StringFlag{Name: "data", Value: "./kvs-data", Usage: "data directory (store, ring, hints)", EnvVars: envVars("data")},
@@ -82,7 +82,9 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "advertise", Usage: "`host[:port]` peers dial for routes to this node (default: --nats-host, or this machine's first IPv4 address)", EnvVars: envVars("advertise")},
 		&cli.StringFlag{Name: "seeds", Usage: "comma-separated cluster addresses (`host:port,...`) of seed nodes; may include this node", EnvVars: envVars("seeds")},
 		&cli.StringFlag{Name: "cluster", Value: node.DefaultCluster, Usage: "cluster name", EnvVars: envVars("cluster")},
-		&cli.StringFlag{Name: "cluster-secret", Usage: "shared secret required on NATS routes and connections and on /internal/*", EnvVars: envVars("cluster-secret")},
+	}
+	flags = append(flags, secretFlags("shared secret (at least 16 bytes) required on NATS routes and connections and on /internal/* and /admin/*")...)
+	return append(flags,
 		&cli.IntFlag{Name: "n", Value: node.DefaultN, Usage: "replicas per key (capped at the number of ring members)", EnvVars: envVars("n")},
 		&cli.IntFlag{Name: "w", Value: node.DefaultW, Usage: "default write quorum", EnvVars: envVars("w")},
 		&cli.IntFlag{Name: "r", Value: node.DefaultR, Usage: "default read quorum", EnvVars: envVars("r")},
@@ -103,7 +105,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "how long shutdown waits for in-flight HTTP requests", EnvVars: envVars("shutdown-timeout")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envVars("log-level")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envVars("log-format")},
-	}
+	)
 }
 
 // runServe runs a node until ctx ends; tests replace it to check parsing.
@@ -140,7 +142,6 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		natsPort:         c.Int("nats-port"),
 		clusterPort:      c.Int("cluster-port"),
 		cluster:          c.String("cluster"),
-		secret:           c.String("cluster-secret"),
 		n:                c.Int("n"),
 		w:                c.Int("w"),
 		r:                c.Int("r"),
@@ -162,6 +163,9 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		logFormat:        c.String("log-format"),
 	}
 	var err error
+	if o.secret, err = nodeSecret(c); err != nil {
+		return o, err
+	}
 	if o.sync, err = lsm.ParseSyncPolicy(c.String("sync")); err != nil {
 		return o, fmt.Errorf("--sync: %w", err)
 	}

@@ -373,7 +373,7 @@ func TestProcessTopologyChanges(t *testing.T) {
 	}
 	rg.Wait()
 	t.Logf("every acknowledged write reads back through each of %d nodes", len(live))
-	out := runBinary(t, "", "repair", "--url", node1.httpURL, "--cluster-secret", processSecret)
+	out := runBinary(t, "", "repair", "--url", node1.httpURL, "--cluster-secret-file", procSecretFile(t, dir))
 	if !strings.Contains(out, "total:") {
 		t.Errorf("kvs repair:\n%s", out)
 	}
