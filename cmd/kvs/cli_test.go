@@ -100,6 +100,22 @@ func TestServeFlags(t *testing.T) {
 	const secret = "0123456789abcdef" // 16 bytes, the shortest accepted
 	fileSecret := secretFile("secret", "from-a-file-0123456789\n")
 
+	// protected checks that every listener is on loopback.
+	protected := func(http string) func(t *testing.T, o serveOptions) {
+		return func(t *testing.T, o serveOptions) {
+			if o.httpAddr != http || o.natsHost != "127.0.0.1" {
+				t.Errorf("http %q nats host %q, want %q and 127.0.0.1", o.httpAddr, o.natsHost, http)
+			}
+		}
+	}
+	// everywhere checks that the default listeners are on every interface.
+	everywhere := func(t *testing.T, o serveOptions) {
+		if o.httpAddr != ":8080" || o.natsHost != "0.0.0.0" || len(o.rebound) != 0 {
+			t.Errorf("http %q nats host %q rebound %q, want :8080 and 0.0.0.0 untouched", o.httpAddr, o.natsHost, o.rebound)
+		}
+	}
+	const wantFix = "set --cluster-secret (or --cluster-secret-file), or pass --insecure (KVS_INSECURE=true)"
+
 	tests := []struct {
 		name     string
 		env      map[string]string
@@ -109,10 +125,13 @@ func TestServeFlags(t *testing.T) {
 		check    func(t *testing.T, o serveOptions)
 	}{
 		{name: "defaults", check: func(t *testing.T, o serveOptions) {
-			if o.id != defaultNodeID() || o.httpAddr != ":8080" || o.dataDir != "./kvs-data" || o.natsPort != 4222 ||
-				o.clusterPort != 6222 || o.cluster != "kvs" || o.secret != "" || o.n != 3 || o.w != 2 || o.r != 2 ||
+			if o.id != defaultNodeID() || o.httpAddr != "127.0.0.1:8080" || o.natsHost != "127.0.0.1" || o.dataDir != "./kvs-data" ||
+				o.natsPort != 4222 || o.clusterPort != 6222 || o.cluster != "kvs" || o.secret != "" || o.insecure || o.n != 3 || o.w != 2 || o.r != 2 ||
 				o.vnodes != 100 || o.sync != lsm.SyncAlways || len(o.seeds) != 0 || o.advertise != "" {
 				t.Errorf("defaults: %+v", o)
+			}
+			if want := []string{"--http :8080 -> 127.0.0.1:8080", "--nats-host 0.0.0.0 -> 127.0.0.1"}; !slices.Equal(o.rebound, want) {
+				t.Errorf("rebound %q, want %q", o.rebound, want)
 			}
 		}},
 		{name: "flags", args: []string{"--id", "n2", "--http", "127.0.0.1:9000", "--data", "/d", "--nats-port", "5000",
@@ -142,11 +161,49 @@ func TestServeFlags(t *testing.T) {
 				}
 			}},
 
+		// Protected mode: no secret, no --insecure.
+		{name: "protected: README's fourth node", args: []string{"--id", "node4", "--http", "127.0.0.1:8084", "--data", "/tmp/node4",
+			"--nats-host", "127.0.0.1", "--nats-port", "4225", "--cluster-port", "6225", "--advertise", "127.0.0.1:6225", "--seeds", "127.0.0.1:6222"},
+			check: func(t *testing.T, o serveOptions) {
+				protected("127.0.0.1:8084")(t, o)
+				if len(o.rebound) != 0 || o.advertise != "127.0.0.1:6225" {
+					t.Errorf("rebound %q advertise %q, want nothing rebound", o.rebound, o.advertise)
+				}
+			}},
+		{name: "protected: IPv6 unspecified", args: []string{"--http", "[::]:9000", "--nats-host", "::"}, check: protected("127.0.0.1:9000")},
+		{name: "protected: empty host", args: []string{"--http", ":9000", "--nats-host", ""}, check: protected("127.0.0.1:9000")},
+		{name: "protected: localhost and ::1", args: []string{"--http", "localhost:9000", "--nats-host", "::1", "--advertise", "localhost"},
+			check: func(t *testing.T, o serveOptions) {
+				if o.httpAddr != "localhost:9000" || o.natsHost != "::1" || o.advertise != "localhost:6222" || len(o.rebound) != 0 {
+					t.Errorf("%+v", o)
+				}
+			}},
+		{name: "protected: env", env: map[string]string{"KVS_HTTP": "0.0.0.0:8081", "KVS_NATS_HOST": "0.0.0.0"}, check: protected("127.0.0.1:8081")},
+		{name: "protected: remote http refused", args: []string{"--http", "10.0.0.5:8080"}, wantCode: 2, wantErr: "--http 10.0.0.5:8080 is not a loopback address, and with no cluster secret it would open the HTTP API"},
+		{name: "protected: host name refused", args: []string{"--http", "node1:8080"}, wantCode: 2, wantErr: wantFix},
+		{name: "protected: remote nats refused", env: map[string]string{"KVS_NATS_HOST": "192.0.2.1"}, wantCode: 2, wantErr: "--nats-host 192.0.2.1 is not a loopback address, and with no cluster secret it would open the NATS client and route ports"},
+		{name: "protected: remote advertise refused", args: []string{"--advertise", "10.0.0.2"}, wantCode: 2, wantErr: "--advertise 10.0.0.2:6222 is not a loopback address"},
+		{name: "insecure", args: []string{"--insecure"}, check: everywhere},
+		{name: "insecure env", env: map[string]string{"KVS_INSECURE": "true"}, args: []string{"--http", "10.0.0.5:8080", "--advertise", "10.0.0.5"},
+			check: func(t *testing.T, o serveOptions) {
+				if !o.insecure || o.httpAddr != "10.0.0.5:8080" || o.advertise != "10.0.0.5:6222" {
+					t.Errorf("%+v", o)
+				}
+			}},
+		{name: "secret: listeners untouched", args: []string{"--cluster-secret", secret}, check: everywhere},
+		{name: "secret: remote listeners", env: map[string]string{"KVS_CLUSTER_SECRET": secret}, args: []string{"--http", "10.0.0.5:8080", "--nats-host", "10.0.0.5"},
+			check: func(t *testing.T, o serveOptions) {
+				if o.httpAddr != "10.0.0.5:8080" || o.natsHost != "10.0.0.5" {
+					t.Errorf("%+v", o)
+				}
+			}},
+
 		// Secrets.
 		{name: "secret file", args: []string{"--cluster-secret-file", fileSecret}, check: func(t *testing.T, o serveOptions) {
 			if o.secret != "from-a-file-0123456789" {
 				t.Errorf("secret %q, want the file's without its newline", o.secret)
 			}
+			everywhere(t, o)
 		}},
 		{name: "secret file env, CRLF", env: map[string]string{"KVS_CLUSTER_SECRET_FILE": secretFile("crlf", "crlf-secret-0123456789\r\n")},
 			check: func(t *testing.T, o serveOptions) {

@@ -60,6 +60,7 @@ type procNode struct {
 	t       *testing.T
 	id      string
 	args    []string
+	env     []string // added to the test's environment without KVS_*
 	httpURL string
 	logPath string
 	cmd     *exec.Cmd
@@ -76,7 +77,7 @@ func (p *procNode) start() {
 	fmt.Fprintf(logf, "=== start %s at %s\n", p.id, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(kvsBinary, p.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), p.env...)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		p.t.Fatal(err)

@@ -37,6 +37,8 @@ type serveOptions struct {
 	seeds            []string // route addresses of seed nodes
 	cluster          string
 	secret           string
+	insecure         bool     // listen beyond loopback with no secret
+	rebound          []string // listen addresses protected mode moved to loopback
 	n, w, r          int
 	vnodes           int
 	sync             lsm.SyncPolicy
@@ -83,8 +85,9 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "seeds", Usage: "comma-separated cluster addresses (`host:port,...`) of seed nodes; may include this node", EnvVars: envVars("seeds")},
 		&cli.StringFlag{Name: "cluster", Value: node.DefaultCluster, Usage: "cluster name", EnvVars: envVars("cluster")},
 	}
-	flags = append(flags, secretFlags("shared secret (at least 16 bytes) required on NATS routes and connections and on /internal/* and /admin/*")...)
+	flags = append(flags, secretFlags("shared secret (at least 16 bytes) required on NATS routes and connections and on /internal/* and /admin/*; without one, every listener binds loopback only")...)
 	return append(flags,
+		&cli.BoolFlag{Name: "insecure", Usage: "with no cluster secret, listen beyond loopback anyway (--http, --nats-host), unauthenticated", EnvVars: envVars("insecure")},
 		&cli.IntFlag{Name: "n", Value: node.DefaultN, Usage: "replicas per key (capped at the number of ring members)", EnvVars: envVars("n")},
 		&cli.IntFlag{Name: "w", Value: node.DefaultW, Usage: "default write quorum", EnvVars: envVars("w")},
 		&cli.IntFlag{Name: "r", Value: node.DefaultR, Usage: "default read quorum", EnvVars: envVars("r")},
@@ -115,9 +118,13 @@ func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run one node: embedded NATS, storage, replication and the HTTP API",
-		Description: "With no flags, runs a working single-node store: HTTP on :8080, NATS on 4222,\n" +
-			"data in ./kvs-data. To form a cluster, give each node a unique --id and the\n" +
-			"cluster addresses of the others in --seeds.",
+		Description: "With no flags, runs a working single-node store: HTTP on 127.0.0.1:8080, NATS\n" +
+			"on 127.0.0.1:4222, data in ./kvs-data. To form a cluster, give each node a unique\n" +
+			"--id and the cluster addresses of the others in --seeds.\n\n" +
+			"Without a cluster secret every listener binds loopback only: an unspecified\n" +
+			"host (0.0.0.0, ::) becomes 127.0.0.1 and any other non-loopback host is refused.\n" +
+			"Set --cluster-secret or --cluster-secret-file to listen on every interface (the\n" +
+			"default then), or --insecure to do so unauthenticated.",
 		Flags: serveFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -142,6 +149,7 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		natsPort:         c.Int("nats-port"),
 		clusterPort:      c.Int("cluster-port"),
 		cluster:          c.String("cluster"),
+		insecure:         c.Bool("insecure"),
 		n:                c.Int("n"),
 		w:                c.Int("w"),
 		r:                c.Int("r"),
@@ -197,6 +205,9 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 	}
 	if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
 		return o, fmt.Errorf("--http %q: %w", o.httpAddr, err)
+	}
+	if err := o.protect(); err != nil {
+		return o, err
 	}
 	if _, err := newLogger(io.Discard, o.logLevel, o.logFormat); err != nil {
 		return o, err
@@ -293,6 +304,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	}
 	// bus and node name the node in their own logs; the rest do here.
 	log := base.With("node", o.id)
+	logListenSecurity(log, o)
 
 	// Everything opened is closed in reverse order, also on a failed start.
 	var closers []func() error
