@@ -339,8 +339,9 @@ func (n *Node) handoff(ctx context.Context, target string) {
 						return
 					}
 					// The target answered but refused this one: keep it for
-					// the next round and go on with the others.
-					n.log.Warn("hint refused", "target", target, "key", ph.rec.Key, "err", err)
+					// the next round and go on with the others. It is
+					// retried every round: say so once a minute.
+					n.warnEvery("hint refused/"+target, "hint refused", "target", target, "key", ph.rec.Key, "err", err)
 					return
 				}
 				if err := n.hints.remove(ph.hk, target, ph.version); err != nil {

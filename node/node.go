@@ -103,7 +103,8 @@ type Node struct {
 	wasMember  atomic.Bool   // this node has been a member since it started
 	maintained atomic.Uint64 // last epoch the store was maintained for
 	waiting    atomic.Pointer[string]
-	logged     sync.Map // keys of errors logged once
+	logged     sync.Map   // keys of errors logged once
+	logLimit   logLimiter // warnings logged at most once a minute per key (lograte.go)
 	left       chan struct{}
 	leftOnce   sync.Once
 	freshStart bool          // no topology file when the node was created
