@@ -51,6 +51,20 @@ const (
 	// unreachable before the gainer pulls the same keys from the other
 	// replicas instead.
 	DefaultStreamFallbackAfter = 30 * time.Second
+	// DefaultMaxHintBytesPerTarget bounds the hints held for one target:
+	// 64 MiB is the writes of a few minutes at the benchmark's rate with
+	// small values, about the outage hints are meant for; anti-entropy
+	// repairs the rest.
+	DefaultMaxHintBytesPerTarget = 64 << 20
+	// DefaultMaxHintBytes bounds all the hints a node holds: four targets'
+	// worth, so that one target's hints cannot crowd out everyone's, and
+	// the hint store stays a small fraction of a node's disk.
+	DefaultMaxHintBytes = 256 << 20
+	// DefaultHintWindow is how long a hint is kept, and how long a target
+	// may be down and still get new hints: Cassandra's max_hint_window.
+	// Past it, anti-entropy, which compares whole ranges, is the cheaper
+	// repair.
+	DefaultHintWindow = 3 * time.Hour
 )
 
 // ErrInvalidConfig is wrapped by the errors of Config.Validate.
@@ -119,6 +133,23 @@ type Config struct {
 	// DisableHints turns hinted handoff off: a replica that misses a write
 	// gets it from read repair or anti-entropy only. For tests of those.
 	DisableHints bool
+	// MaxHintBytesPerTarget bounds the hints this node holds for one
+	// target, in bytes of hint records (key, target and the encoded
+	// record: about the key and value plus 30 bytes). A hint that would
+	// pass it is dropped and counted (kvs_node_hints_dropped_total
+	// {reason="cap"}); held hints are never evicted for it (see hints.go).
+	// Default DefaultMaxHintBytesPerTarget (64 MiB); negative: no bound.
+	MaxHintBytesPerTarget int64
+	// MaxHintBytes bounds all the hints this node holds, in the same bytes
+	// and the same way. Default DefaultMaxHintBytes (256 MiB); negative: no
+	// bound.
+	MaxHintBytes int64
+	// HintWindow is how long a hint lives, on this node's clock from when
+	// it was stored: an older one is dropped instead of delivered. No hint
+	// is stored for a target down for longer than this (gossip's last
+	// heartbeat). Default DefaultHintWindow (3h); negative: hints never
+	// expire.
+	HintWindow time.Duration
 	// DisableReadRepair turns read repair off. For tests of anti-entropy.
 	DisableReadRepair bool
 	// DataDir holds this node's last known topology (topology.json), its
@@ -262,6 +293,15 @@ func (c *Config) Validate() error {
 	}
 	if c.StreamFallbackAfter < 0 {
 		return fmt.Errorf("%w: StreamFallbackAfter %v < 0", ErrInvalidConfig, c.StreamFallbackAfter)
+	}
+	if c.MaxHintBytesPerTarget == 0 {
+		c.MaxHintBytesPerTarget = DefaultMaxHintBytesPerTarget
+	}
+	if c.MaxHintBytes == 0 {
+		c.MaxHintBytes = DefaultMaxHintBytes
+	}
+	if c.HintWindow == 0 {
+		c.HintWindow = DefaultHintWindow
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}

@@ -33,7 +33,7 @@ type metrics struct {
 	streamKeys        prometheus.Counter
 	streamBytes       prometheus.Counter
 	cleanupPurged     prometheus.Counter
-	hintsDropped      prometheus.Counter
+	hintsDropped      *prometheus.CounterVec
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -119,10 +119,16 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "kvs", Subsystem: "node", Name: "cleanup_keys_total",
 			Help: "Records dropped because this node no longer replicates their range.",
 		}),
-		hintsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+		hintsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "hints_dropped_total",
-			Help: "Hints dropped because their target no longer replicates the key or left the ring.",
-		}),
+			Help: "Hints not stored or not delivered, by reason: cap (the hint store's byte cap, per target or in all, was reached), " +
+				"expired (held longer than the hint window), target_down (its target was down longer than the hint window), " +
+				"not_member (its target is not a member of the ring, or left it), not_held (its target no longer replicates the key), " +
+				"error (the hint store failed to write it).",
+		}, []string{"reason"}),
+	}
+	for _, r := range hintDropReasons {
+		m.hintsDropped.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
@@ -137,6 +143,10 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "kvs", Subsystem: "node", Name: "hints_pending",
 			Help: "Hints held by this node, not yet delivered.",
 		}, func() float64 { return float64(n.hints.total()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "hints_pending_bytes",
+			Help: "Bytes of the hints held by this node (hint key and encoded record), what the hint caps bound.",
+		}, func() float64 { return float64(n.hints.totalBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "ring_members",
 			Help: "Members of the ring (joining, normal and leaving) as this node knows it.",

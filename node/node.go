@@ -162,7 +162,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open hint store: %w", err)
 	}
-	n.hints, err = newHintStore(hdb, n.clock, n.selfV)
+	n.hints, err = newHintStore(hdb, n.clock, n.selfV, cfg.MaxHintBytesPerTarget, cfg.MaxHintBytes)
 	if err != nil {
 		hdb.Close()
 		return nil, fmt.Errorf("node: open hint store: %w", err)
