@@ -65,6 +65,11 @@ const (
 	// Past it, anti-entropy, which compares whole ranges, is the cheaper
 	// repair.
 	DefaultHintWindow = 3 * time.Hour
+	// DefaultMaxScanRequests bounds the scan-heavy requests a node serves
+	// at once: enough for an anti-entropy round and a stream page from
+	// each of a few gainers, while on a small machine (two cores) the
+	// rest of its CPU and disk stays with client requests.
+	DefaultMaxScanRequests = 4
 )
 
 // ErrInvalidConfig is wrapped by the errors of Config.Validate.
@@ -144,6 +149,16 @@ type Config struct {
 	// and the same way. Default DefaultMaxHintBytes (256 MiB); negative: no
 	// bound.
 	MaxHintBytes int64
+	// MaxScanRequests bounds the requests from peers that may scan the
+	// store or copy hash trees which this node serves at once: anti-entropy
+	// leaves and keys, and stream pages. Beyond it a request is refused at
+	// once with an ErrOverloaded error reply, and counted
+	// (kvs_node_scan_requests_refused_total); the anti-entropy round
+	// fails and runs again at the next interval, the stream pull retries
+	// after its backoff. Default DefaultMaxScanRequests; negative: no
+	// bound (the transport runs up to 256 handlers of one operation at
+	// once).
+	MaxScanRequests int
 	// HintWindow is how long a hint lives, on this node's clock from when
 	// it was stored: an older one is dropped instead of delivered. No hint
 	// is stored for a target down for longer than this (gossip's last
@@ -302,6 +317,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HintWindow == 0 {
 		c.HintWindow = DefaultHintWindow
+	}
+	if c.MaxScanRequests == 0 {
+		c.MaxScanRequests = DefaultMaxScanRequests
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}

@@ -236,6 +236,10 @@ func TestConfigValidate(t *testing.T) {
 		c.Clock == nil || c.Logger == nil {
 		t.Errorf("defaults = %+v", c)
 	}
+	if c.MaxHintBytesPerTarget != 64<<20 || c.MaxHintBytes != 256<<20 || c.HintWindow != 3*time.Hour || c.MaxScanRequests != 4 {
+		t.Errorf("bounds: %d bytes of hints per target, %d in all, window %v, %d scans; want 64 MiB, 256 MiB, 3h, 4",
+			c.MaxHintBytesPerTarget, c.MaxHintBytes, c.HintWindow, c.MaxScanRequests)
+	}
 	single := base()
 	single.N = 1
 	if err := single.Validate(); err != nil || single.W != 1 || single.R != 1 {

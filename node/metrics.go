@@ -34,6 +34,7 @@ type metrics struct {
 	streamBytes       prometheus.Counter
 	cleanupPurged     prometheus.Counter
 	hintsDropped      *prometheus.CounterVec
+	scansRefused      *prometheus.CounterVec
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -126,6 +127,10 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 				"not_member (its target is not a member of the ring, or left it), not_held (its target no longer replicates the key), " +
 				"error (the hint store failed to write it).",
 		}, []string{"reason"}),
+		scansRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "scan_requests_refused_total",
+			Help: "Scan-heavy requests from peers (leaves, keys, stream) refused as overloaded because MaxScanRequests were in progress, by operation.",
+		}, []string{"op"}),
 	}
 	for _, r := range hintDropReasons {
 		m.hintsDropped.WithLabelValues(r)
@@ -138,7 +143,11 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 		m.requests, m.latency, m.replicaErrors, m.badRequests,
 		m.hintsStored, m.hintsForwarded, m.hintsDelivered, m.readRepairs, m.restamps,
 		m.aeRounds, m.aeKeysPushed, m.aeKeysPulled, m.aeBytes, m.aeRangesDiffering, m.gossipDropped, m.staleRefused, m.staleRetries,
-		m.streamKeys, m.streamBytes, m.cleanupPurged, m.hintsDropped,
+		m.streamKeys, m.streamBytes, m.cleanupPurged, m.hintsDropped, m.scansRefused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "scan_requests_in_progress",
+			Help: "Scan-heavy requests from peers this node is serving (at most MaxScanRequests).",
+		}, func() float64 { return float64(len(n.scans)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "hints_pending",
 			Help: "Hints held by this node, not yet delivered.",

@@ -69,6 +69,10 @@ var (
 	ErrValueTooLarge = errors.New("node: value too large")
 	// ErrInvalidQuorum means a per-request W or R is outside 1..N.
 	ErrInvalidQuorum = errors.New("node: invalid quorum")
+	// ErrOverloaded means a peer refused a scan-heavy request (anti-entropy
+	// leaves or keys, a stream page) because Config.MaxScanRequests were
+	// in progress: try again later.
+	ErrOverloaded = errors.New("node: overloaded")
 )
 
 // Node is one kvs node: coordinator of client requests and replica of its
@@ -87,6 +91,9 @@ type Node struct {
 	wakeHO chan struct{}
 	// aePageBytes bounds a keys reply page (aeKeysPageBytes).
 	aePageBytes int
+	// scans holds a token per scan-heavy request in progress, at most
+	// MaxScanRequests (nil: no bound; scanlimit.go).
+	scans chan struct{}
 
 	// Anti-entropy (antientropy.go).
 	trees      atomic.Pointer[treeSet]
@@ -146,6 +153,9 @@ func New(cfg Config) (*Node, error) {
 		startedAt: cfg.Clock.Now(),
 
 		aePageBytes: aeKeysPageBytes,
+	}
+	if cfg.MaxScanRequests > 0 {
+		n.scans = make(chan struct{}, cfg.MaxScanRequests)
 	}
 	n.mem = newMembership(&n.cfg, n.log, n.wakeHandoff, func(reason string) { n.met.gossipDropped.WithLabelValues(reason).Inc() })
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
