@@ -52,8 +52,9 @@ const (
 	// replicas instead.
 	DefaultStreamFallbackAfter = 30 * time.Second
 	// DefaultMaxHintBytesPerTarget bounds the hints held for one target:
-	// 64 MiB is the writes of a few minutes at the benchmark's rate with
-	// small values, about the outage hints are meant for; anti-entropy
+	// 64 MiB holds about 450,000 hints of 100-byte values, a minute and a
+	// half of the benchmark's full write rate and far longer at ordinary
+	// load, enough for the short outages hints are meant for; anti-entropy
 	// repairs the rest.
 	DefaultMaxHintBytesPerTarget = 64 << 20
 	// DefaultMaxHintBytes bounds all the hints a node holds: four targets'
@@ -149,10 +150,10 @@ type Config struct {
 	// and the same way. Default DefaultMaxHintBytes (256 MiB); negative: no
 	// bound.
 	MaxHintBytes int64
-	// MaxScanRequests bounds the requests from peers that may scan the
-	// store or copy hash trees which this node serves at once: anti-entropy
-	// leaves and keys, and stream pages. Beyond it a request is refused at
-	// once with an ErrOverloaded error reply, and counted
+	// MaxScanRequests bounds how many of its peers' requests that scan the
+	// store or copy hash trees (anti-entropy leaves and keys, stream pages)
+	// this node serves at once. Beyond it a request is refused at once
+	// with an ErrOverloaded error reply, and counted
 	// (kvs_node_scan_requests_refused_total); the anti-entropy round
 	// fails and runs again at the next interval, the stream pull retries
 	// after its backoff. Default DefaultMaxScanRequests; negative: no
