@@ -162,10 +162,25 @@ func (g *Gateway) deleteKV(w http.ResponseWriter, r *http.Request, key []byte) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// firstBodyBuffer is the buffer a request body is first read into; it
+// doubles as bytes arrive.
+const firstBodyBuffer = 4 << 10
+
 // readValue reads the request body, at most g.maxValue+1 bytes of it. A
 // body over the limit gets 413 (without reading it when Content-Length
 // already says so); a failed read gets 400. ok is false when an error
 // response was written.
+//
+// The buffer starts at 4 KiB and doubles as bytes arrive, up to what
+// Content-Length announces (plus the byte that lets the last read see
+// EOF), so the memory a request holds follows what its client has sent,
+// not what it says it will send: a client that announces a megabyte and
+// sends nothing holds 4 KiB for the read timeout, not the megabyte. The
+// doublings copy a body about once more in all, noise next to the write's
+// replication. (A semaphore over the bytes of bodies in flight would
+// bound legitimate large writes as well and need a figure per machine;
+// memory that follows the bytes received makes a client pay in bandwidth
+// for every byte it holds.)
 func (g *Gateway) readValue(w http.ResponseWriter, r *http.Request) (value []byte, ok bool) {
 	if r.ContentLength > int64(g.maxValue) {
 		writeError(w, http.StatusRequestEntityTooLarge,
@@ -173,16 +188,17 @@ func (g *Gateway) readValue(w http.ResponseWriter, r *http.Request) (value []byt
 		return nil, false
 	}
 	body := http.MaxBytesReader(w, r.Body, int64(g.maxValue))
-	// With a Content-Length, one byte more than it holds lets the final
-	// read see EOF without growing the buffer.
-	size := int64(512)
+	// The buffer never needs more than one byte past the body.
+	limit := g.maxValue + 1
 	if r.ContentLength >= 0 {
-		size = r.ContentLength + 1
+		limit = int(r.ContentLength) + 1
 	}
-	buf := make([]byte, 0, size)
+	buf := make([]byte, 0, min(limit, firstBodyBuffer))
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			grown := make([]byte, len(buf), max(min(2*cap(buf), limit), cap(buf)+firstBodyBuffer))
+			copy(grown, buf)
+			buf = grown
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

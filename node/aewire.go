@@ -275,7 +275,9 @@ func (n *Node) sharedSet(ts *treeSet, peer string) map[uint64]bool {
 	return set
 }
 
-// handleRoots answers the ranges whose roots differ from the sender's.
+// handleRoots answers the ranges whose roots differ from the sender's. It
+// reads one word per shared range and scans nothing, so MaxScanRequests
+// leaves it alone: a round with nothing to repair never meets a busy peer.
 func (n *Node) handleRoots(req []byte) []byte {
 	epoch, from, toks, theirs, err := decodeRoots(req)
 	ts, bad := n.aeCheck(OpRoots, epoch, from, err)
@@ -298,8 +300,14 @@ func (n *Node) handleRoots(req []byte) []byte {
 	return encodeRootsReply(diff)
 }
 
-// handleLeaves answers the leaves of the asked ranges.
+// handleLeaves answers the leaves of the asked ranges (up to 512 KiB):
+// one of the requests MaxScanRequests bounds.
 func (n *Node) handleLeaves(req []byte) []byte {
+	done, busy := n.scanSlot(OpLeaves)
+	if busy != nil {
+		return busy
+	}
+	defer done()
 	epoch, from, toks, err := decodeLeaves(req)
 	ts, bad := n.aeCheck(OpLeaves, epoch, from, err)
 	if bad != nil {
@@ -318,8 +326,13 @@ func (n *Node) handleLeaves(req []byte) []byte {
 
 // handleKeys lists this node's keys and versions in the asked cells, from
 // after on, one page at a time; a page ends when it is full or the scan
-// has taken half a request timeout.
+// has taken half a request timeout. MaxScanRequests bounds it.
 func (n *Node) handleKeys(req []byte) []byte {
+	done, busy := n.scanSlot(OpKeys)
+	if busy != nil {
+		return busy
+	}
+	defer done()
 	epoch, from, after, cells, err := decodeKeys(req)
 	ts, bad := n.aeCheck(OpKeys, epoch, from, err)
 	if bad != nil {

@@ -240,6 +240,8 @@ func (n *Node) antiEntropyLoop(ctx context.Context) {
 		next++
 		st, err := n.antiEntropyRound(ctx, peer)
 		switch {
+		case errors.Is(err, ErrOverloaded):
+			n.log.Debug("anti-entropy round: peer overloaded; next round at the next interval", "peer", peer, "err", err)
 		case err != nil:
 			n.log.Info("anti-entropy round", "peer", peer, "err", err)
 		case st.Pushed+st.Pulled > 0:

@@ -2,12 +2,15 @@ package node
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -71,6 +74,41 @@ func TestClusterPutGetDelete(t *testing.T) {
 	}
 	if fmt.Sprint(ops) != "[put delete]" {
 		t.Errorf("events = %v, want [put delete]", ops)
+	}
+}
+
+// The change feed carries every key exactly: key_b64 always, key as text
+// only when it is valid UTF-8 (encoding/json would replace the invalid
+// bytes with U+FFFD, so that two keys could show as one).
+func TestChangeFeedKeys(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	keys := [][]byte{[]byte("user:42"), {0xff, 0xfe, 'k'}, []byte("caf\xc3\xa9"), {'a', 0, 0x80}}
+	for _, k := range keys {
+		if _, err := c.node("n1").Put(ctx, k, []byte("v"), WriteOptions{}); err != nil {
+			t.Fatalf("put %q: %v", k, err)
+		}
+	}
+	evs := c.net.Events()
+	if len(evs) != len(keys) {
+		t.Fatalf("%d events, want %d", len(evs), len(keys))
+	}
+	for i, e := range evs {
+		var got map[string]any
+		if err := json.Unmarshal(e.Msg, &got); err != nil {
+			t.Fatalf("event %s: %v", e.Msg, err)
+		}
+		b, err := base64.StdEncoding.DecodeString(fmt.Sprint(got["key_b64"]))
+		if err != nil || !bytes.Equal(b, keys[i]) {
+			t.Errorf("event %s: key_b64 decodes to %q (%v), want %q", e.Msg, b, err, keys[i])
+		}
+		text, hasText := got["key"]
+		if utf8.Valid(keys[i]) != hasText || (hasText && text != string(keys[i])) {
+			t.Errorf("event %s: key = %q (present %v) for key %q", e.Msg, text, hasText, keys[i])
+		}
+		if got["op"] != "put" || got["node"] != "n1" || got["version"] == "" {
+			t.Errorf("event %s: op, node or version missing", e.Msg)
+		}
 	}
 }
 

@@ -51,6 +51,26 @@ const (
 	// unreachable before the gainer pulls the same keys from the other
 	// replicas instead.
 	DefaultStreamFallbackAfter = 30 * time.Second
+	// DefaultMaxHintBytesPerTarget bounds the hints held for one target:
+	// 64 MiB holds about 450,000 hints of 100-byte values, a minute and a
+	// half of the benchmark's full write rate and far longer at ordinary
+	// load, enough for the short outages hints are meant for; anti-entropy
+	// repairs the rest.
+	DefaultMaxHintBytesPerTarget = 64 << 20
+	// DefaultMaxHintBytes bounds all the hints a node holds: four targets'
+	// worth, so that one target's hints cannot crowd out everyone's, and
+	// the hint store stays a small fraction of a node's disk.
+	DefaultMaxHintBytes = 256 << 20
+	// DefaultHintWindow is how long a hint is kept, and how long a target
+	// may be down and still get new hints: Cassandra's max_hint_window.
+	// Past it, anti-entropy, which compares whole ranges, is the cheaper
+	// repair.
+	DefaultHintWindow = 3 * time.Hour
+	// DefaultMaxScanRequests bounds the scan-heavy requests a node serves
+	// at once: enough for an anti-entropy round and a stream page from
+	// each of a few gainers, while on a small machine (two cores) the
+	// rest of its CPU and disk stays with client requests.
+	DefaultMaxScanRequests = 4
 )
 
 // ErrInvalidConfig is wrapped by the errors of Config.Validate.
@@ -119,6 +139,33 @@ type Config struct {
 	// DisableHints turns hinted handoff off: a replica that misses a write
 	// gets it from read repair or anti-entropy only. For tests of those.
 	DisableHints bool
+	// MaxHintBytesPerTarget bounds the hints this node holds for one
+	// target, in bytes of hint records (key, target and the encoded
+	// record: about the key and value plus 30 bytes). A hint that would
+	// pass it is dropped and counted (kvs_node_hints_dropped_total
+	// {reason="cap"}); held hints are never evicted for it (see hints.go).
+	// Default DefaultMaxHintBytesPerTarget (64 MiB); negative: no bound.
+	MaxHintBytesPerTarget int64
+	// MaxHintBytes bounds all the hints this node holds, in the same bytes
+	// and the same way. Default DefaultMaxHintBytes (256 MiB); negative: no
+	// bound.
+	MaxHintBytes int64
+	// MaxScanRequests bounds how many of its peers' requests that scan the
+	// store or copy hash trees (anti-entropy leaves and keys, stream pages)
+	// this node serves at once. Beyond it a request is refused at once
+	// with an ErrOverloaded error reply, and counted
+	// (kvs_node_scan_requests_refused_total); the anti-entropy round
+	// fails and runs again at the next interval, the stream pull retries
+	// after its backoff. Default DefaultMaxScanRequests; negative: no
+	// bound (the transport runs up to 256 handlers of one operation at
+	// once).
+	MaxScanRequests int
+	// HintWindow is how long a hint lives, on this node's clock from when
+	// it was stored: an older one is dropped instead of delivered. No hint
+	// is stored for a target down for longer than this (gossip's last
+	// heartbeat). Default DefaultHintWindow (3h); negative: hints never
+	// expire.
+	HintWindow time.Duration
 	// DisableReadRepair turns read repair off. For tests of anti-entropy.
 	DisableReadRepair bool
 	// DataDir holds this node's last known topology (topology.json), its
@@ -262,6 +309,18 @@ func (c *Config) Validate() error {
 	}
 	if c.StreamFallbackAfter < 0 {
 		return fmt.Errorf("%w: StreamFallbackAfter %v < 0", ErrInvalidConfig, c.StreamFallbackAfter)
+	}
+	if c.MaxHintBytesPerTarget == 0 {
+		c.MaxHintBytesPerTarget = DefaultMaxHintBytesPerTarget
+	}
+	if c.MaxHintBytes == 0 {
+		c.MaxHintBytes = DefaultMaxHintBytes
+	}
+	if c.HintWindow == 0 {
+		c.HintWindow = DefaultHintWindow
+	}
+	if c.MaxScanRequests == 0 {
+		c.MaxScanRequests = DefaultMaxScanRequests
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}

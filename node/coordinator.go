@@ -3,10 +3,12 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvs-db/kvs/lsm"
 )
@@ -434,17 +436,29 @@ func (n *Node) readRepair(key []byte, got []getResult, ch <-chan getResult, rest
 	}
 }
 
-// event is a change-feed message.
+// event is a change-feed message:
+//
+//	{"op":"put","key":"user:42","key_b64":"dXNlcjo0Mg==","version":"117678596560846848.3033669593","node":"node1"}
+//
+// Keys are any bytes, and a JSON string holds only text: key_b64 (standard
+// base64) carries every key exactly, and key repeats it as text when it is
+// valid UTF-8. A key that is not is left out of key rather than shown with
+// its invalid bytes replaced by U+FFFD, which could name another key.
 type event struct {
 	Op      string `json:"op"`
-	Key     string `json:"key"`
+	Key     string `json:"key,omitempty"`
+	KeyB64  string `json:"key_b64"`
 	Version string `json:"version"`
 	Node    string `json:"node"`
 }
 
 // publish puts an accepted write on the change feed (best effort).
 func (n *Node) publish(op string, rec *lsm.Record) {
-	b, err := json.Marshal(event{Op: op, Key: string(rec.Key), Version: rec.Version.String(), Node: n.self})
+	ev := event{Op: op, KeyB64: base64.StdEncoding.EncodeToString(rec.Key), Version: rec.Version.String(), Node: n.self}
+	if utf8.Valid(rec.Key) {
+		ev.Key = string(rec.Key)
+	}
+	b, err := json.Marshal(ev)
 	if err == nil {
 		err = n.tr.PublishEvent(op, b)
 	}

@@ -111,8 +111,12 @@ func newTestCluster(t testing.TB, ids []string, tune func(*Config)) *testCluster
 	return c
 }
 
-func (c *testCluster) config(id string) Config {
+// config is id's configuration with store and hooks, after tune (which
+// may wrap the store).
+func (c *testCluster) config(id string, store Store, hooks *StoreHooks) Config {
 	cfg := Config{
+		Store:          store,
+		Hooks:          hooks,
 		ID:             id,
 		HTTPAddr:       "http://" + id,
 		GossipInterval: testGossip,
@@ -143,8 +147,7 @@ func (c *testCluster) start(id string) *Node {
 	if err != nil {
 		c.t.Fatalf("open store %s: %v", id, err)
 	}
-	cfg := c.config(id)
-	cfg.Store, cfg.Hooks = db, hooks
+	cfg := c.config(id, db, hooks)
 	n, err := New(cfg)
 	if err != nil {
 		c.t.Fatalf("new %s: %v", id, err)

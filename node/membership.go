@@ -120,6 +120,27 @@ func (m *membership) alive(id string) bool {
 	return s != nil && now.Sub(s.lastSeen) <= m.cfg.DownAfter
 }
 
+// downFor returns how long member id has been down: 0 while it is alive
+// (and for this node, or an id that is not a member), else the time since
+// it was last heard from (or became a member, if never since this node
+// started).
+func (m *membership) downFor(id string) time.Duration {
+	if id == m.cfg.ID {
+		return 0
+	}
+	now := m.cfg.Clock.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.peers[id]
+	if s == nil {
+		return 0
+	}
+	if d := now.Sub(s.lastSeen); d > m.cfg.DownAfter {
+		return d
+	}
+	return 0
+}
+
 // heartbeat builds this node's heartbeat.
 func (m *membership) heartbeat(ready bool, epoch uint64) []byte {
 	b, _ := json.Marshal(heartbeat{

@@ -33,7 +33,8 @@ type metrics struct {
 	streamKeys        prometheus.Counter
 	streamBytes       prometheus.Counter
 	cleanupPurged     prometheus.Counter
-	hintsDropped      prometheus.Counter
+	hintsDropped      *prometheus.CounterVec
+	scansRefused      *prometheus.CounterVec
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -119,10 +120,20 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "kvs", Subsystem: "node", Name: "cleanup_keys_total",
 			Help: "Records dropped because this node no longer replicates their range.",
 		}),
-		hintsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+		hintsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "hints_dropped_total",
-			Help: "Hints dropped because their target no longer replicates the key or left the ring.",
-		}),
+			Help: "Hints not stored or not delivered, by reason: cap (the hint store's byte cap, per target or in all, was reached), " +
+				"expired (held longer than the hint window), target_down (its target was down longer than the hint window), " +
+				"not_member (its target is not a member of the ring, or left it), not_held (its target no longer replicates the key), " +
+				"error (the hint store failed to write it).",
+		}, []string{"reason"}),
+		scansRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "scan_requests_refused_total",
+			Help: "Scan-heavy requests from peers (leaves, keys, stream) refused as overloaded because MaxScanRequests were in progress, by operation.",
+		}, []string{"op"}),
+	}
+	for _, r := range hintDropReasons {
+		m.hintsDropped.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
@@ -132,11 +143,19 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 		m.requests, m.latency, m.replicaErrors, m.badRequests,
 		m.hintsStored, m.hintsForwarded, m.hintsDelivered, m.readRepairs, m.restamps,
 		m.aeRounds, m.aeKeysPushed, m.aeKeysPulled, m.aeBytes, m.aeRangesDiffering, m.gossipDropped, m.staleRefused, m.staleRetries,
-		m.streamKeys, m.streamBytes, m.cleanupPurged, m.hintsDropped,
+		m.streamKeys, m.streamBytes, m.cleanupPurged, m.hintsDropped, m.scansRefused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "scan_requests_in_progress",
+			Help: "Scan-heavy requests from peers this node is serving (at most MaxScanRequests).",
+		}, func() float64 { return float64(len(n.scans)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "hints_pending",
 			Help: "Hints held by this node, not yet delivered.",
 		}, func() float64 { return float64(n.hints.total()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "hints_pending_bytes",
+			Help: "Bytes of the hints held by this node (hint key and encoded record), what the hint caps bound.",
+		}, func() float64 { return float64(n.hints.totalBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "ring_members",
 			Help: "Members of the ring (joining, normal and leaving) as this node knows it.",

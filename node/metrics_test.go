@@ -42,7 +42,8 @@ func TestMetricsRegistered(t *testing.T) {
 			t.Errorf("requests_total series = %v, want %s", got, want)
 		}
 	}
-	for _, name := range []string{"kvs_node_requests_total", "kvs_node_request_seconds", "kvs_node_hints_pending", "kvs_node_members_alive", "kvs_node_ring_members"} {
+	for _, name := range []string{"kvs_node_requests_total", "kvs_node_request_seconds", "kvs_node_hints_pending", "kvs_node_members_alive", "kvs_node_ring_members",
+		"kvs_node_hints_pending_bytes", "kvs_node_hints_dropped_total", "kvs_node_scan_requests_in_progress"} {
 		if !found[name] {
 			t.Errorf("metric %s not registered", name)
 		}

@@ -69,6 +69,10 @@ var (
 	ErrValueTooLarge = errors.New("node: value too large")
 	// ErrInvalidQuorum means a per-request W or R is outside 1..N.
 	ErrInvalidQuorum = errors.New("node: invalid quorum")
+	// ErrOverloaded means a peer refused a scan-heavy request (anti-entropy
+	// leaves or keys, a stream page) because Config.MaxScanRequests were
+	// in progress: try again later.
+	ErrOverloaded = errors.New("node: overloaded")
 )
 
 // Node is one kvs node: coordinator of client requests and replica of its
@@ -87,6 +91,9 @@ type Node struct {
 	wakeHO chan struct{}
 	// aePageBytes bounds a keys reply page (aeKeysPageBytes).
 	aePageBytes int
+	// scans holds a token per scan-heavy request in progress, at most
+	// MaxScanRequests (nil: no bound; scanlimit.go).
+	scans chan struct{}
 
 	// Anti-entropy (antientropy.go).
 	trees      atomic.Pointer[treeSet]
@@ -103,7 +110,8 @@ type Node struct {
 	wasMember  atomic.Bool   // this node has been a member since it started
 	maintained atomic.Uint64 // last epoch the store was maintained for
 	waiting    atomic.Pointer[string]
-	logged     sync.Map // keys of errors logged once
+	logged     sync.Map   // keys of errors logged once
+	logLimit   logLimiter // warnings logged at most once a minute per key (lograte.go)
 	left       chan struct{}
 	leftOnce   sync.Once
 	freshStart bool          // no topology file when the node was created
@@ -146,6 +154,9 @@ func New(cfg Config) (*Node, error) {
 
 		aePageBytes: aeKeysPageBytes,
 	}
+	if cfg.MaxScanRequests > 0 {
+		n.scans = make(chan struct{}, cfg.MaxScanRequests)
+	}
 	n.mem = newMembership(&n.cfg, n.log, n.wakeHandoff, func(reason string) { n.met.gossipDropped.WithLabelValues(reason).Inc() })
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
@@ -161,7 +172,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open hint store: %w", err)
 	}
-	n.hints, err = newHintStore(hdb, n.clock, n.selfV)
+	n.hints, err = newHintStore(hdb, n.clock, n.selfV, cfg.MaxHintBytesPerTarget, cfg.MaxHintBytes)
 	if err != nil {
 		hdb.Close()
 		return nil, fmt.Errorf("node: open hint store: %w", err)

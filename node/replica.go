@@ -56,7 +56,10 @@ func (n *Node) handleGet(req []byte) []byte {
 }
 
 // handleHint stores a hint for another node, which this node holds as the
-// next healthy node past the key's preference list.
+// next healthy node past the key's preference list. A hint it does not
+// keep (its target is not a member, has been down past the hint window,
+// or a cap is reached) gets an error reply, and the coordinator keeps the
+// hint itself if its own bounds allow.
 func (n *Node) handleHint(req []byte) []byte {
 	target, rec, err := decodeHint(req)
 	if err == nil {
@@ -64,21 +67,19 @@ func (n *Node) handleHint(req []byte) []byte {
 		if err == nil {
 			err = n.checkRecord(&rec)
 		}
-		if v := n.view(); err == nil && (v == nil || !v.topo.IsMember(target)) {
-			err = fmt.Errorf("%w: hint for %q, which is not a member of the ring", ErrMalformed, target)
-		}
 	}
 	if err != nil {
 		n.met.badRequests.WithLabelValues(OpHint).Inc()
 		return encodeError(err)
 	}
-	n.clock.observe(rec.Version.Counter)
-	stored, err := n.hints.add(target, rec)
-	if err != nil {
-		return encodeError(fmt.Errorf("store hint: %w", err))
+	if v := n.view(); v == nil || !v.topo.IsMember(target) {
+		err := fmt.Errorf("hint for %q, which is not a member of the ring", target)
+		n.dropHint(target, hintDropNotMember, err)
+		return encodeError(err)
 	}
-	if stored {
-		n.met.hintsStored.Inc()
+	n.clock.observe(rec.Version.Counter)
+	if err := n.keepHint(target, rec); err != nil {
+		return encodeError(fmt.Errorf("store hint: %w", err))
 	}
 	n.wakeHandoff()
 	return encodeOK()

@@ -311,7 +311,13 @@ func (n *Node) publishProgress(ctx context.Context, p stream.Progress) {
 // a loser: those this node holds as a current replica. It answers only at
 // the change's own epoch (see topo.go: by then it refuses every write
 // planned before the change, and its scan sees all it took).
+// MaxScanRequests bounds it.
 func (n *Node) handleStream(req []byte) []byte {
+	done, busy := n.scanSlot(OpStream)
+	if busy != nil {
+		return busy
+	}
+	defer done()
 	r, err := stream.DecodeRequest(req)
 	if err != nil {
 		n.met.badRequests.WithLabelValues(OpStream).Inc()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node/wire"
@@ -27,6 +28,10 @@ import (
 // 0x06 and 0x86 (package stream); no two messages share a type byte.
 //
 //	error      = 0xff message:bytes
+//
+// A node that refuses a scan-heavy request because MaxScanRequests are in
+// progress sends an error reply whose message begins with ErrOverloaded's
+// text, "node: overloaded"; the caller tries again later.
 //
 // A put or get carries the topology epoch its coordinator planned it at. A
 // replica at a later epoch refuses it with a stale reply naming its own
@@ -59,6 +64,13 @@ type RemoteError struct {
 
 // Error returns the remote message, prefixed with "remote: ".
 func (e *RemoteError) Error() string { return "remote: " + e.Msg }
+
+// Is reports whether the remote node refused the request as overloaded
+// (target ErrOverloaded): its message then begins with ErrOverloaded's
+// text. Other remote errors match no sentinel.
+func (e *RemoteError) Is(target error) bool {
+	return target == ErrOverloaded && strings.HasPrefix(e.Msg, ErrOverloaded.Error())
+}
 
 // ErrStaleEpoch is wrapped by a StaleError: a replica refused a request
 // planned at an older topology epoch than its own.

@@ -48,6 +48,7 @@ type serveOptions struct {
 	antiEntropy      time.Duration
 	streamThroughput int64
 	hintedHandoff    bool
+	limits           limitOptions
 	readRepair       bool
 	needPeers        int // -1: every seed other than this node
 	maxValue         int
@@ -100,6 +101,10 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "anti-entropy-interval", Value: node.DefaultAntiEntropyInterval, Usage: "period of anti-entropy rounds (hash-tree comparisons) with peers; negative disables them", EnvVars: envVars("anti-entropy-interval")},
 		&cli.Int64Flag{Name: "stream-throughput", Value: node.DefaultStreamThroughput, Usage: "bytes per second a node pulls when it streams the ranges it gains in a join, decommission or removenode (negative: unlimited)", EnvVars: envVars("stream-throughput")},
 		&cli.BoolFlag{Name: "hinted-handoff", Value: true, Usage: "keep writes a replica missed as hints and hand them over when it returns", EnvVars: envVars("hinted-handoff")},
+		&cli.Int64Flag{Name: "max-hint-bytes-per-target", Value: node.DefaultMaxHintBytesPerTarget, Usage: "bytes of hints a node keeps for one peer; hints past it are dropped, anti-entropy repairs what they carried (negative: no bound)", EnvVars: envVars("max-hint-bytes-per-target")},
+		&cli.Int64Flag{Name: "max-hint-bytes", Value: node.DefaultMaxHintBytes, Usage: "bytes of hints a node keeps in all (negative: no bound)", EnvVars: envVars("max-hint-bytes")},
+		&cli.DurationFlag{Name: "hint-window", Value: node.DefaultHintWindow, Usage: "how long a hint is kept, and how long a peer may be down and still get new hints (negative: no limit)", EnvVars: envVars("hint-window")},
+		&cli.IntFlag{Name: "max-scan-requests", Value: node.DefaultMaxScanRequests, Usage: "anti-entropy and stream requests from peers that scan the store, served at once; more are refused as overloaded and retried later (negative: no bound)", EnvVars: envVars("max-scan-requests")},
 		&cli.BoolFlag{Name: "read-repair", Value: true, Usage: "send the newest record to replicas a read found stale", EnvVars: envVars("read-repair")},
 		&cli.IntFlag{Name: "max-value-bytes", Value: node.DefaultMaxValueBytes, Usage: "largest value accepted", EnvVars: envVars("max-value-bytes")},
 		&cli.DurationFlag{Name: "gossip-interval", Value: node.DefaultGossipInterval, Usage: "heartbeat period", EnvVars: envVars("gossip-interval")},
@@ -161,6 +166,7 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		antiEntropy:      c.Duration("anti-entropy-interval"),
 		streamThroughput: c.Int64("stream-throughput"),
 		hintedHandoff:    c.Bool("hinted-handoff"),
+		limits:           parseLimits(c),
 		readRepair:       c.Bool("read-repair"),
 		needPeers:        c.Int("need-peers"),
 		gossip:           c.Duration("gossip-interval"),
@@ -382,7 +388,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStoreCollector(db.Stats),
 	)
-	n, err := node.New(node.Config{
+	n, err := node.New(o.limits.apply(node.Config{
 		ID:                  o.id,
 		Cluster:             o.cluster,
 		HTTPAddr:            httpAdvertise(o.httpAddr, b.AdvertiseAddr()),
@@ -406,7 +412,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		Transport:           node.NewNATSTransport(b),
 		Logger:              base.With("component", "node"),
 		Registerer:          reg,
-	})
+	}))
 	if err != nil {
 		return err
 	}

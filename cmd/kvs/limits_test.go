@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/kvs-db/kvs/node"
+)
+
+// The limit flags reach node.Config: their defaults are the node's, and
+// flags and environment variables override them.
+func TestServeLimitFlags(t *testing.T) {
+	var got serveOptions
+	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
+		got = o
+		return nil
+	}
+	t.Cleanup(func() { runServe = serveNode })
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want limitOptions
+	}{
+		{name: "defaults", want: limitOptions{node.DefaultMaxHintBytesPerTarget, node.DefaultMaxHintBytes, node.DefaultHintWindow, node.DefaultMaxScanRequests}},
+		{name: "flags", args: []string{"--max-hint-bytes-per-target", "1048576", "--max-hint-bytes", "-1", "--hint-window", "30m", "--max-scan-requests", "2"},
+			want: limitOptions{1 << 20, -1, 30 * time.Minute, 2}},
+		{name: "env", env: map[string]string{"KVS_MAX_HINT_BYTES": "4096", "KVS_HINT_WINDOW": "1h", "KVS_MAX_SCAN_REQUESTS": "-1"},
+			want: limitOptions{node.DefaultMaxHintBytesPerTarget, 4096, time.Hour, -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearKVSEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			got = serveOptions{}
+			if _, stderr, code := runCLI(t, "", append([]string{"serve"}, tc.args...)...); code != 0 {
+				t.Fatalf("exit code %d; stderr %q", code, stderr)
+			}
+			if got.limits != tc.want {
+				t.Errorf("limits = %+v, want %+v", got.limits, tc.want)
+			}
+			cfg := got.limits.apply(node.Config{ID: "n1"})
+			if cfg.ID != "n1" || cfg.MaxHintBytesPerTarget != tc.want.maxHintBytesPerTarget || cfg.MaxHintBytes != tc.want.maxHintBytes ||
+				cfg.HintWindow != tc.want.hintWindow || cfg.MaxScanRequests != tc.want.maxScanRequests {
+				t.Errorf("applied config = %+v", cfg)
+			}
+		})
+	}
+}
