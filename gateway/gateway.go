@@ -38,7 +38,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -53,18 +52,18 @@ const DefaultMaxValueBytes = node.DefaultMaxValueBytes
 type Node interface {
 	// Put writes value under key through the coordinator and returns the
 	// version it was stamped with once the write quorum acknowledged it.
-	Put(ctx context.Context, key, value []byte, opts node.WriteOptions) (lsm.Version, error)
+	Put(ctx context.Context, key, value []byte, opts node.WriteOptions) (node.Version, error)
 	// Delete writes a tombstone for key through the coordinator.
-	Delete(ctx context.Context, key []byte, opts node.WriteOptions) (lsm.Version, error)
+	Delete(ctx context.Context, key []byte, opts node.WriteOptions) (node.Version, error)
 	// Get reads key at the read quorum; node.ErrNotFound for a missing key
 	// or a tombstone.
-	Get(ctx context.Context, key []byte, opts node.ReadOptions) (lsm.Record, error)
+	Get(ctx context.Context, key []byte, opts node.ReadOptions) (node.Record, error)
 	// LocalGet returns this node's own replica of key, tombstones included;
 	// node.ErrNotFound when it holds nothing.
-	LocalGet(key []byte) (lsm.Record, error)
+	LocalGet(key []byte) (node.Record, error)
 	// LocalApply applies rec to this node's own replica if it is newer than
 	// what it holds, and returns the version held afterwards.
-	LocalApply(rec lsm.Record) (held lsm.Version, applied bool, err error)
+	LocalApply(rec node.Record) (held node.Version, applied bool, err error)
 	// Ready returns nil when the node may coordinate requests, else an error
 	// wrapping node.ErrNotReady that says why.
 	Ready() error

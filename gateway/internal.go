@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/kvs-db/kvs/lsm"
+	"github.com/kvs-db/kvs/node"
 )
 
 // internalApplied is the JSON body of a POST /internal/kv answer.
@@ -116,7 +116,7 @@ func (g *Gateway) internalApply(w http.ResponseWriter, r *http.Request, key []by
 	if tombstone {
 		value = nil
 	}
-	held, applied, err := g.node.LocalApply(lsm.Record{
+	held, applied, err := g.node.LocalApply(node.Record{
 		Key:       key,
 		Value:     value,
 		Version:   version,

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node"
 )
 
@@ -18,7 +17,7 @@ const kvPrefix = "/kv/"
 
 // HTTP headers carrying record metadata.
 const (
-	// headerVersion carries a version as "counter.node" (lsm.Version.String).
+	// headerVersion carries a version as "counter.node" (node.Version.String).
 	headerVersion = "X-Kvs-Version"
 	// headerTombstone is "true" for a delete record, "false" otherwise.
 	headerTombstone = "X-Kvs-Tombstone"
@@ -218,26 +217,26 @@ func (g *Gateway) readValue(w http.ResponseWriter, r *http.Request) (value []byt
 	}
 }
 
-// parseVersion parses "counter.node" as written by lsm.Version.String.
-func parseVersion(s string) (lsm.Version, error) {
+// parseVersion parses "counter.node" as written by node.Version.String.
+func parseVersion(s string) (node.Version, error) {
 	c, n, ok := strings.Cut(s, ".")
 	if !ok {
-		return lsm.Version{}, fmt.Errorf("version %q: want counter.node", s)
+		return node.Version{}, fmt.Errorf("version %q: want counter.node", s)
 	}
 	counter, err := strconv.ParseUint(c, 10, 64)
 	if err != nil {
-		return lsm.Version{}, fmt.Errorf("version %q: bad counter", s)
+		return node.Version{}, fmt.Errorf("version %q: bad counter", s)
 	}
 	id, err := strconv.ParseUint(n, 10, 32)
 	if err != nil {
-		return lsm.Version{}, fmt.Errorf("version %q: bad node", s)
+		return node.Version{}, fmt.Errorf("version %q: bad node", s)
 	}
-	return lsm.Version{Counter: counter, Node: uint32(id)}, nil
+	return node.Version{Counter: counter, Node: uint32(id)}, nil
 }
 
 // setValueHeaders describes a record's value in h: content type and length,
 // and the version header.
-func setValueHeaders(h http.Header, rec *lsm.Record) {
+func setValueHeaders(h http.Header, rec *node.Record) {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
 	h.Set(headerVersion, rec.Version.String())
