@@ -78,7 +78,7 @@ func clusterJSON(s node.ClusterStatus) ClusterJSON {
 
 // serveCluster answers the node's view of the cluster as ClusterJSON.
 func (g *Gateway) serveCluster(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead) || !g.requireInfo(w, r, routeCluster) {
 		return
 	}
 	writeJSON(w, http.StatusOK, clusterJSON(g.node.Status()))

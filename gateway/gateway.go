@@ -17,22 +17,26 @@
 //	POST   /admin/repair        anti-entropy with every peer now, progress as JSON lines (cluster secret)
 //	GET    /metrics             Prometheus metrics of the injected gatherer
 //
+// /internal/* and /admin/* need the cluster secret; /kv/* needs a client
+// token once any is configured; /cluster, /ring and /metrics need one under
+// Config.ProtectClusterInfo; /healthz and /readyz are always open. auth.go
+// has the rules.
+//
 // Keys are any bytes, percent-encoded in the path: the gateway decodes the
 // escaped path itself, so "a+b", "q&r=s" and "%2F" stay exactly what they are
 // and no path cleaning applies. `?w=` (PUT, DELETE) and `?r=` (GET) override
 // the quorum for one request, from 1 to N.
 //
 // Every error is JSON, {"error": "..."}, with a status that says what went
-// wrong: 400 bad input, 401 missing or wrong secret, 404, 405 (with Allow),
-// 413 value over the limit, 503 quorum not reached or node not ready.
+// wrong: 400 bad input, 401 missing or wrong secret or token, 403 a
+// read-only token on a write, 404, 405 (with Allow), 413 value over the
+// limit, 503 quorum not reached or node not ready.
 //
 // The gateway talks only to a Node; it never touches storage or NATS.
 package gateway
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -88,8 +92,21 @@ type Config struct {
 	// Node serves the requests. Required.
 	Node Node
 	// Secret, when not empty, is required as "Authorization: Bearer <secret>"
-	// on /internal/* and admin endpoints.
+	// on /internal/* and admin endpoints. It also works as a read-write
+	// client token.
 	Secret string
+	// ReadWriteTokens and ReadOnlyTokens are the bearer tokens of the
+	// client API. With neither, /kv/* is open to anyone who reaches the
+	// port; with any, GET and HEAD on /kv/* need a read-only or read-write
+	// token (or the secret) and PUT and DELETE a read-write one (or the
+	// secret). Kept only as SHA-256 hashes. They need a Secret, must not be
+	// empty, and none may be the Secret or appear twice.
+	ReadWriteTokens []string
+	ReadOnlyTokens  []string
+	// ProtectClusterInfo requires a token (any client token, or the
+	// secret) on /cluster, /ring and /metrics, which show members, their
+	// addresses and the node's internals. It needs a Secret.
+	ProtectClusterInfo bool
 	// MaxValueBytes is the largest value a PUT or an internal POST accepts;
 	// larger bodies get 413 after at most MaxValueBytes+1 bytes are read.
 	// Default DefaultMaxValueBytes.
@@ -106,19 +123,22 @@ type Config struct {
 
 // Gateway is the HTTP handler of one node. Build it with New.
 type Gateway struct {
-	node       Node
-	secretHash [sha256.Size]byte
-	hasSecret  bool
-	maxValue   int
-	log        *slog.Logger
-	metrics    *metrics
-	promHTTP   http.Handler
+	node         Node
+	creds        *credentials
+	hasSecret    bool
+	clientTokens bool // /kv/* needs a token
+	protectInfo  bool // /cluster, /ring, /metrics need a token
+	maxValue     int
+	log          *slog.Logger
+	metrics      *metrics
+	promHTTP     http.Handler
 }
 
 var _ http.Handler = (*Gateway)(nil)
 
 // New returns the gateway handler for cfg. It fails when cfg.Node is nil,
-// MaxValueBytes is negative, or the metrics cannot be registered.
+// MaxValueBytes is negative, the tokens break a rule of Config, or the
+// metrics cannot be registered.
 func New(cfg Config) (*Gateway, error) {
 	if cfg.Node == nil {
 		return nil, errors.New("gateway: Config.Node is required")
@@ -132,14 +152,18 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{
-		node:     cfg.Node,
-		maxValue: cfg.MaxValueBytes,
-		log:      cfg.Logger,
+	creds, err := newCredentials(&cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Secret != "" {
-		g.hasSecret = true
-		g.secretHash = sha256.Sum256([]byte(cfg.Secret))
+	g := &Gateway{
+		node:         cfg.Node,
+		creds:        creds,
+		hasSecret:    cfg.Secret != "",
+		clientTokens: len(cfg.ReadWriteTokens)+len(cfg.ReadOnlyTokens) > 0,
+		protectInfo:  cfg.ProtectClusterInfo,
+		maxValue:     cfg.MaxValueBytes,
+		log:          cfg.Logger,
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -196,33 +220,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.instrument(route, h, w, r)
-}
-
-// authorized reports whether r carries the configured secret as a bearer
-// token; always true when no secret is configured. The comparison is
-// constant-time over fixed-length hashes, so neither the secret nor its
-// length leaks through timing.
-func (g *Gateway) authorized(r *http.Request) bool {
-	if !g.hasSecret {
-		return true
-	}
-	auth := r.Header.Get("Authorization")
-	const prefix = "Bearer "
-	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return false
-	}
-	got := sha256.Sum256([]byte(auth[len(prefix):]))
-	return subtle.ConstantTimeCompare(got[:], g.secretHash[:]) == 1
-}
-
-// requireAuth answers 401 and returns false when r is not authorized.
-func (g *Gateway) requireAuth(w http.ResponseWriter, r *http.Request) bool {
-	if g.authorized(r) {
-		return true
-	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="kvs"`)
-	writeError(w, http.StatusUnauthorized, "missing or wrong cluster secret")
-	return false
 }
 
 // allowMethods answers 405 with an Allow header and returns false when r's

@@ -30,7 +30,7 @@ func (g *Gateway) serveInternalKV(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet, http.MethodHead, http.MethodPost) {
 		return
 	}
-	if !g.requireAuth(w, r) {
+	if !g.requireSecret(w, r, routeInternalKV) {
 		return
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)

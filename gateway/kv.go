@@ -89,7 +89,7 @@ func quorumParam(r *http.Request, name string) (int, error) {
 
 // serveKV serves GET, HEAD, PUT and DELETE on /kv/{key}.
 func (g *Gateway) serveKV(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete) || !g.requireClient(w, r) {
 		return
 	}
 	key, err := keyFromPath(r.URL.EscapedPath())

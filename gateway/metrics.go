@@ -15,8 +15,9 @@ import (
 
 // metrics holds the gateway's own instruments.
 type metrics struct {
-	requests *prometheus.CounterVec   // route, method, code
-	latency  *prometheus.HistogramVec // route, method
+	requests     *prometheus.CounterVec   // route, method, code
+	latency      *prometheus.HistogramVec // route, method
+	authFailures *prometheus.CounterVec   // route, reason
 }
 
 // newMetrics builds the gateway's instruments and registers them with reg
@@ -36,9 +37,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:      "Time from request to the end of the response, by route and method.",
 			Buckets:   []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvs",
+			Subsystem: "http",
+			Name:      "auth_failures_total",
+			Help: "Requests refused for their credentials, by route and reason: missing (no bearer token), " +
+				"wrong (a token the node does not know, or not the cluster secret where that is needed), read_only (a read-only token on a write).",
+		}, []string{"route", "reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.latency} {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.authFailures} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("gateway: registering metrics: %w", err)
 			}
@@ -59,7 +67,7 @@ func newMetricsHandler(g prometheus.Gatherer, reg prometheus.Registerer) http.Ha
 
 // serveMetrics serves /metrics, or 404 when no gatherer was configured.
 func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead) || !g.requireInfo(w, r, routeMetrics) {
 		return
 	}
 	if g.promHTTP == nil {

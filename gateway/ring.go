@@ -106,7 +106,7 @@ func ringJSON(s node.RingStatus) RingJSON {
 
 // serveRing answers the topology as RingJSON.
 func (g *Gateway) serveRing(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead) || !g.requireInfo(w, r, routeRing) {
 		return
 	}
 	g.writeRing(w, r, http.StatusOK)
@@ -136,7 +136,7 @@ func (g *Gateway) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodPost) {
 		return
 	}
-	if !g.requireAuth(w, r) {
+	if !g.requireSecret(w, r, routeAdmin) {
 		return
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
