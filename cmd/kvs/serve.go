@@ -49,6 +49,7 @@ type serveOptions struct {
 	streamThroughput int64
 	hintedHandoff    bool
 	limits           limitOptions
+	clientAuth       clientAuthOptions // --client-tokens-file, --protect-cluster-info
 	readRepair       bool
 	needPeers        int // -1: every seed other than this node
 	maxValue         int
@@ -130,7 +131,7 @@ func serveCommand() *cli.Command {
 			"host (0.0.0.0, ::) becomes 127.0.0.1 and any other non-loopback host is refused.\n" +
 			"Set --cluster-secret or --cluster-secret-file to listen on every interface (the\n" +
 			"default then), or --insecure to do so unauthenticated.",
-		Flags: serveFlags(),
+		Flags: append(serveFlags(), clientAuthFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("serve takes no arguments, got %q", c.Args().Slice())
@@ -213,6 +214,9 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		return o, fmt.Errorf("--http %q: %w", o.httpAddr, err)
 	}
 	if err := o.protect(); err != nil {
+		return o, err
+	}
+	if o.clientAuth, err = parseClientAuth(c, o.secret); err != nil {
 		return o, err
 	}
 	if _, err := newLogger(io.Discard, o.logLevel, o.logFormat); err != nil {
@@ -421,14 +425,14 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		return err
 	}
 
-	gw, err := gateway.New(gateway.Config{
+	gw, err := gateway.New(o.clientAuth.apply(gateway.Config{
 		Node:          n,
 		Secret:        o.secret,
 		MaxValueBytes: o.maxValue,
 		Registerer:    reg,
 		Gatherer:      reg,
 		Logger:        log.With("component", "http"),
-	})
+	}))
 	if err != nil {
 		return err
 	}
