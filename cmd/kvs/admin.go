@@ -68,7 +68,7 @@ func decommissionCommand() *cli.Command {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "decommission of %s begun at epoch %d\n", ring.Self, ring.Epoch)
-			return waitRemoved(c, base, ring, ring.Self)
+			return waitRemoved(c, base, secret, ring, ring.Self)
 		},
 	}
 }
@@ -105,7 +105,7 @@ func removenodeCommand() *cli.Command {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "removal of %s begun at epoch %d\n", id, ring.Epoch)
-			return waitRemoved(c, base, ring, id)
+			return waitRemoved(c, base, secret, ring, id)
 		},
 	}
 }
@@ -168,8 +168,9 @@ func postAdmin(c *cli.Context, base, secret, path string, q url.Values) (gateway
 
 // waitRemoved follows /ring until member id is removed, printing the
 // change's progress every few seconds. When the node at base stops
-// answering (a decommissioned node exits), it asks the other members.
-func waitRemoved(c *cli.Context, base string, last gateway.RingJSON, id string) error {
+// answering (a decommissioned node exits), it asks the other members. It
+// sends the secret, which a node with --protect-cluster-info asks for.
+func waitRemoved(c *cli.Context, base, secret string, last gateway.RingJSON, id string) error {
 	if !c.Bool("wait") {
 		return nil
 	}
@@ -200,7 +201,7 @@ func waitRemoved(c *cli.Context, base string, last gateway.RingJSON, id string) 
 			return cli.Exit(fmt.Sprintf("%v after %v; follow it with `kvs ring`", errNotFinished, c.Duration("wait-timeout")), 1)
 		case <-time.After(time.Second):
 		}
-		ring, err := firstRing(c, urls)
+		ring, err := firstRing(c, urls, secret)
 		if err == nil {
 			last, reached = ring, time.Now()
 			continue
@@ -213,10 +214,10 @@ func waitRemoved(c *cli.Context, base string, last gateway.RingJSON, id string) 
 }
 
 // firstRing returns the ring from the first of urls that answers.
-func firstRing(c *cli.Context, urls []string) (gateway.RingJSON, error) {
+func firstRing(c *cli.Context, urls []string, token string) (gateway.RingJSON, error) {
 	var errs []error
 	for _, u := range urls {
-		ring, _, err := fetchRing(c, u)
+		ring, _, err := fetchRing(c, u, token)
 		if err == nil {
 			return ring, nil
 		}

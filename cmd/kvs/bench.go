@@ -42,6 +42,7 @@ type benchOptions struct {
 	preload     bool
 	timeout     time.Duration
 	allowRemote bool
+	token       string // bearer token, "" for none
 }
 
 func benchCommand() *cli.Command {
@@ -53,7 +54,7 @@ func benchCommand() *cli.Command {
 			"uniformly from --keys keys. Only loopback targets are allowed unless\n" +
 			"--allow-remote is given. --preload writes every key once first, so that a\n" +
 			"get run reads keys that exist.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "targets", Value: "http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083", Usage: "comma-separated base URLs", EnvVars: envVars("targets")},
 			&cli.StringFlag{Name: "op", Value: "put", Usage: "put, get or mixed (50/50)", EnvVars: envVars("op")},
 			&cli.IntFlag{Name: "concurrency", Value: 64, Usage: "concurrent workers (at most 1024)", EnvVars: envVars("concurrency")},
@@ -63,7 +64,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "preload", Usage: "PUT every key once before the run", EnvVars: envVars("preload")},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "per-request timeout", EnvVars: envVars("timeout")},
 			&cli.BoolFlag{Name: "allow-remote", Usage: "allow targets that are not loopback addresses", EnvVars: envVars("allow-remote")},
-		},
+		}, tokenFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("bench takes no arguments")
@@ -79,6 +80,9 @@ func benchCommand() *cli.Command {
 				allowRemote: c.Bool("allow-remote"),
 			}
 			var err error
+			if o.token, err = clientToken(c); err != nil {
+				return err
+			}
 			if o.targets, err = parseTargets(c.String("targets")); err != nil {
 				return usageError("--targets: %v", err)
 			}
@@ -227,9 +231,10 @@ func (s *benchStats) merge(o *benchStats) {
 	}
 }
 
-// benchRequest sends one request and records it in st; it returns false
-// when stop ended the request (its outcome is then not recorded).
-func benchRequest(stop context.Context, client *http.Client, st *benchStats, op, target, key string, value []byte) bool {
+// benchRequest sends one request, with token as bearer token when it is
+// not empty, and records it in st; it returns false when stop ended the
+// request (its outcome is then not recorded).
+func benchRequest(stop context.Context, client *http.Client, st *benchStats, op, target, key string, value []byte, token string) bool {
 	u := target + "/kv/" + escapeKey(key)
 	method, body := http.MethodGet, io.Reader(nil)
 	if op == "put" {
@@ -240,6 +245,7 @@ func benchRequest(stop context.Context, client *http.Client, st *benchStats, op,
 		st.transport[err.Error()]++
 		return true
 	}
+	setBearer(req, token)
 	start := time.Now()
 	resp, err := client.Do(req)
 	if err == nil {
@@ -286,7 +292,7 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 				if k >= int64(o.keys) || pctx.Err() != nil {
 					return
 				}
-				benchRequest(pctx, client, local, "put", o.targets[(int(k)+w)%len(o.targets)], "key-"+strconv.FormatInt(k, 10), value)
+				benchRequest(pctx, client, local, "put", o.targets[(int(k)+w)%len(o.targets)], "key-"+strconv.FormatInt(k, 10), value, o.token)
 				done.Add(1)
 			}
 		})
@@ -316,7 +322,7 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 				}
 			}
 			t := o.targets[cursor.Add(1)%uint64(len(o.targets))]
-			benchRequest(rctx, client, local, op, t, "key-"+strconv.Itoa(rng.IntN(o.keys)), value)
+			benchRequest(rctx, client, local, op, t, "key-"+strconv.Itoa(rng.IntN(o.keys)), value, o.token)
 		}
 	})
 	printBench(out, &o, total, time.Since(start))

@@ -114,14 +114,18 @@ func quorumFlag(name, what string) cli.Flag {
 }
 
 // keyRequest sends method for the command's KEY argument to --url, with the
-// quorum flag quorum (w or r) in the query, and returns the response. The
-// caller closes its body.
+// quorum flag quorum (w or r) in the query and the token of --token or
+// --token-file, and returns the response. The caller closes its body.
 func keyRequest(c *cli.Context, method, quorum string, body io.Reader, size int64) (*http.Response, error) {
 	base, err := baseURL(c)
 	if err != nil {
 		return nil, err
 	}
 	q, err := checkQuorumFlag(c, quorum)
+	if err != nil {
+		return nil, err
+	}
+	token, err := clientToken(c)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +136,7 @@ func keyRequest(c *cli.Context, method, quorum string, body io.Reader, size int6
 	if size >= 0 {
 		req.ContentLength = size
 	}
+	setBearer(req, token)
 	return newHTTPClient(c.Duration("timeout")).Do(req)
 }
 

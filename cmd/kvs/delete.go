@@ -13,11 +13,11 @@ func deleteCommand() *cli.Command {
 		Name:      "delete",
 		Usage:     "delete a key (writes a tombstone)",
 		ArgsUsage: "KEY",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			urlFlag(),
 			quorumFlag("w", "write"),
 			timeoutFlag(30 * time.Second),
-		},
+		}, tokenFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError("delete wants KEY, got %d arguments", c.NArg())

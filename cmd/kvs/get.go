@@ -16,12 +16,12 @@ func getCommand() *cli.Command {
 		ArgsUsage: "KEY",
 		Description: "Writes the value of KEY to stdout as it is (no newline added). Exits 1\n" +
 			"with \"not found\" when the key is missing or deleted.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			urlFlag(),
 			quorumFlag("r", "read"),
 			&cli.BoolFlag{Name: "show-version", Usage: "print the value's version on stderr", EnvVars: envVars("show-version")},
 			timeoutFlag(30 * time.Second),
-		},
+		}, tokenFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError("get wants KEY, got %d arguments", c.NArg())

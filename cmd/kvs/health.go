@@ -16,7 +16,8 @@ func healthCommand() *cli.Command {
 		Usage: "exit 0 if the node is ready (/readyz answers 200), else 1",
 		Description: "For container health checks: needs no shell and no other tool. Without\n" +
 			"--url or KVS_URL it checks 127.0.0.1 on the port of KVS_HTTP when that is set\n" +
-			"(the serve address of the same container), else " + defaultURL + ".",
+			"(the serve address of the same container), else " + defaultURL + ".\n" +
+			"It sends no token: /readyz answers anyone, also on a node with client tokens.",
 		Flags: []cli.Flag{
 			urlFlag(),
 			timeoutFlag(3 * time.Second),

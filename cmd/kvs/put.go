@@ -18,11 +18,11 @@ func putCommand() *cli.Command {
 		Description: "Stores VALUE under KEY, or the whole of stdin when VALUE is \"-\".\n" +
 			"Prints the version the write got. The key may hold any characters; it is\n" +
 			"percent-encoded in the URL.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			urlFlag(),
 			quorumFlag("w", "write"),
 			timeoutFlag(30 * time.Second),
-		},
+		}, tokenFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return usageError("put wants KEY and VALUE (or - for stdin), got %d arguments", c.NArg())

@@ -19,11 +19,11 @@ func ringCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ring",
 		Usage: "show the topology: members with state and epoch, ownership, the pending change and its streaming progress",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			urlFlag(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json", EnvVars: envVars("output")},
 			timeoutFlag(10 * time.Second),
-		},
+		}, tokenFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("ring takes no arguments")
@@ -36,7 +36,11 @@ func ringCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ring, raw, err := fetchRing(c, base)
+			token, err := clientToken(c)
+			if err != nil {
+				return err
+			}
+			ring, raw, err := fetchRing(c, base, token)
 			if err != nil {
 				return err
 			}
@@ -49,13 +53,16 @@ func ringCommand() *cli.Command {
 	}
 }
 
-// fetchRing GETs base/ring and decodes it; raw is the body as served.
-func fetchRing(c *cli.Context, base string) (gateway.RingJSON, []byte, error) {
+// fetchRing GETs base/ring, with token as bearer token when it is not
+// empty (a node with --protect-cluster-info needs one), and decodes it; raw
+// is the body as served.
+func fetchRing(c *cli.Context, base, token string) (gateway.RingJSON, []byte, error) {
 	var ring gateway.RingJSON
 	req, err := http.NewRequestWithContext(c.Context, http.MethodGet, base+"/ring", nil)
 	if err != nil {
 		return ring, nil, err
 	}
+	setBearer(req, token)
 	resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
 	if err != nil {
 		return ring, nil, err

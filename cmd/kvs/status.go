@@ -17,11 +17,11 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the cluster as one node sees it: members, liveness, ownership, hints",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			urlFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the node's /cluster JSON as it is", EnvVars: envVars("json")},
 			timeoutFlag(10 * time.Second),
-		},
+		}, tokenFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("status takes no arguments")
@@ -30,10 +30,15 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			token, err := clientToken(c)
+			if err != nil {
+				return err
+			}
 			req, err := http.NewRequestWithContext(c.Context, http.MethodGet, base+"/cluster", nil)
 			if err != nil {
 				return err
 			}
+			setBearer(req, token)
 			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
 			if err != nil {
 				return err
