@@ -34,6 +34,7 @@ func devCommand() *cli.Command {
 			&cli.IntFlag{Name: "base-http", Value: 8081, Usage: "HTTP port of node1", EnvVars: envVars("base-http")},
 			&cli.IntFlag{Name: "base-nats", Value: 4222, Usage: "NATS client port of node1", EnvVars: envVars("base-nats")},
 			&cli.IntFlag{Name: "base-cluster", Value: 6222, Usage: "NATS cluster port of node1", EnvVars: envVars("base-cluster")},
+			&cli.IntFlag{Name: "base-pprof", Usage: "pprof port of node1 (kvs serve --pprof on 127.0.0.1, this and up); 0: off", EnvVars: envVars("base-pprof")},
 			&cli.StringFlag{Name: "cluster", Value: "kvs", Usage: "cluster name", EnvVars: envVars("cluster")},
 			&cli.StringFlag{Name: "sync", Value: "always", Usage: "WAL fsync policy of every node", EnvVars: envVars("sync")},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level of every node", EnvVars: envVars("log-level")},
@@ -52,6 +53,7 @@ func devCommand() *cli.Command {
 				baseHTTP:    c.Int("base-http"),
 				baseNATS:    c.Int("base-nats"),
 				baseCluster: c.Int("base-cluster"),
+				basePprof:   c.Int("base-pprof"),
 				cluster:     c.String("cluster"),
 				secret:      secret,
 				sync:        c.String("sync"),
@@ -74,6 +76,7 @@ type devOptions struct {
 	nodes                           int
 	dataDir                         string
 	baseHTTP, baseNATS, baseCluster int
+	basePprof                       int // 0: no pprof listeners
 	cluster, secret, sync, logLevel string
 }
 
@@ -86,11 +89,17 @@ func (o *devOptions) validate() error {
 			return fmt.Errorf("%s %d: ports %d to %d are not all valid", name, base, base, base+o.nodes-1)
 		}
 	}
+	if o.basePprof < 0 || o.basePprof > 0 && o.basePprof+o.nodes-1 > 65535 {
+		return fmt.Errorf("--base-pprof %d: ports %d to %d are not all valid", o.basePprof, o.basePprof, o.basePprof+o.nodes-1)
+	}
 	ranges := [][2]int{{o.baseHTTP, o.baseHTTP + o.nodes}, {o.baseNATS, o.baseNATS + o.nodes}, {o.baseCluster, o.baseCluster + o.nodes}}
+	if o.basePprof > 0 {
+		ranges = append(ranges, [2]int{o.basePprof, o.basePprof + o.nodes})
+	}
 	for i := range ranges {
 		for j := i + 1; j < len(ranges); j++ {
 			if ranges[i][0] < ranges[j][1] && ranges[j][0] < ranges[i][1] {
-				return errors.New("the HTTP, NATS and cluster port ranges overlap")
+				return errors.New("the HTTP, NATS, cluster and pprof port ranges overlap")
 			}
 		}
 	}
@@ -119,6 +128,9 @@ func (o *devOptions) serveArgs(i int) []string {
 		"--cluster", o.cluster,
 		"--sync", o.sync,
 		"--log-level", o.logLevel,
+	}
+	if o.basePprof > 0 {
+		args = append(args, "--pprof", net.JoinHostPort(host, strconv.Itoa(o.basePprof+i-1)))
 	}
 	return args
 }

@@ -59,6 +59,7 @@ type serveOptions struct {
 	shutdownAfter    time.Duration
 	logLevel         string
 	logFormat        string
+	pprofAddr        string // --pprof: loopback address of the profiling listener, "" off
 }
 
 // defaultNodeID is the host name up to its first dot when that is a valid
@@ -114,6 +115,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "how long shutdown waits for in-flight HTTP requests", EnvVars: envVars("shutdown-timeout")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envVars("log-level")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envVars("log-format")},
+		&cli.StringFlag{Name: "pprof", Usage: "serve Go's pprof profiles on this loopback `host:port` (for instance 127.0.0.1:6060); off by default", EnvVars: envVars("pprof")},
 	)
 }
 
@@ -176,6 +178,7 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		shutdownAfter:    c.Duration("shutdown-timeout"),
 		logLevel:         c.String("log-level"),
 		logFormat:        c.String("log-format"),
+		pprofAddr:        c.String("pprof"),
 	}
 	var err error
 	if o.secret, err = nodeSecret(c); err != nil {
@@ -214,6 +217,9 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		return o, fmt.Errorf("--http %q: %w", o.httpAddr, err)
 	}
 	if err := o.protect(); err != nil {
+		return o, err
+	}
+	if err := checkPprofAddr(o.pprofAddr); err != nil {
 		return o, err
 	}
 	if o.clientAuth, err = parseClientAuth(c, o.secret); err != nil {
@@ -342,6 +348,14 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		}
 		return nil
 	})
+
+	if o.pprofAddr != "" {
+		pp, err := startPprof(o.pprofAddr, log.With("component", "pprof"))
+		if err != nil {
+			return err
+		}
+		closers = append(closers, pp.Close)
+	}
 
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
