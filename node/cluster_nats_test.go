@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/kvs-db/kvs/bus"
 	"github.com/kvs-db/kvs/lsm"
@@ -274,4 +277,42 @@ func BenchmarkNATS(b *testing.B) {
 			}
 		})
 	})
+}
+
+// The change feed reaches a client subscribed on another node's server once
+// the coordinator's server has learnt of the subscription; a write made
+// while nobody listens (no event is built) succeeds all the same.
+func TestNATSChangeFeed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three embedded NATS servers")
+	}
+	c := newNATSCluster(t, "n1", "n2", "n3")
+	ctx := ctxT(t)
+	if _, err := c.node("n1").Put(ctx, []byte("unheard"), []byte("v"), WriteOptions{}); err != nil {
+		t.Fatalf("put with no listener: %v", err)
+	}
+	c.mu.Lock()
+	b1, b3 := c.procs["n1"].b, c.procs["n3"].b
+	c.mu.Unlock()
+	nc, err := nats.Connect(b3.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync(b3.Subjects().Events(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "n1 sees the listener on n3", func() bool { return b1.HasInterest(b1.Subjects().Events("put")) })
+	if _, err := c.node("n1").Put(ctx, []byte("heard"), []byte("v"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no event for the write: %v", err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(msg.Data, &ev); err != nil || ev["key"] != "heard" || ev["node"] != "n1" || msg.Subject != b3.Subjects().Events("put") {
+		t.Fatalf("event %s on %s (%v): want key heard from n1 on the put subject", msg.Data, msg.Subject, err)
+	}
 }

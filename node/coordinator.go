@@ -452,8 +452,13 @@ type event struct {
 	Node    string `json:"node"`
 }
 
-// publish puts an accepted write on the change feed (best effort).
+// publish puts an accepted write on the change feed (best effort), when
+// anyone listens: marshalling and publishing an event nobody reads cost
+// every write a few microseconds.
 func (n *Node) publish(op string, rec *lsm.Record) {
+	if !n.tr.EventInterest(op) {
+		return
+	}
 	ev := event{Op: op, KeyB64: base64.StdEncoding.EncodeToString(rec.Key), Version: rec.Version.String(), Node: n.self}
 	if utf8.Valid(rec.Key) {
 		ev.Key = string(rec.Key)

@@ -44,4 +44,9 @@ type Transport interface {
 	// PublishEvent publishes an accepted write on the change feed under op
 	// (best effort, never blocks on the network).
 	PublishEvent(op string, msg []byte) error
+	// EventInterest reports whether anyone may be listening to the change
+	// feed under op. When it is false the node builds no event at all; a
+	// listener that has just subscribed may miss the events of that moment,
+	// as it may miss any best-effort message.
+	EventInterest(op string) bool
 }

@@ -215,6 +215,10 @@ func (t *memTransport) OnBroadcast(fn func([]byte)) (func() error, error) {
 	}, nil
 }
 
+// EventInterest is always true: the in-memory network records every event
+// for tests to read (MemNetwork.Events).
+func (t *memTransport) EventInterest(string) bool { return true }
+
 func (t *memTransport) PublishEvent(op string, msg []byte) error {
 	m := t.net
 	m.mu.Lock()

@@ -58,3 +58,7 @@ func (t *natsTransport) OnBroadcast(fn func([]byte)) (func() error, error) {
 func (t *natsTransport) PublishEvent(op string, msg []byte) error {
 	return t.b.Publish(t.subj.Events(op), msg)
 }
+
+func (t *natsTransport) EventInterest(op string) bool {
+	return t.b.HasInterest(t.subj.Events(op))
+}
