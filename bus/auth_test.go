@@ -1,10 +1,16 @@
 package bus
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -16,17 +22,31 @@ func TestSecretRequiredOnClients(t *testing.T) {
 	n1, n2 := buses[0], buses[1]
 	echo(t, n2)
 	waitReachable(t, n1, n2) // the nodes' own connections authenticate
+	watchPW, sysPW := DerivePassword(testSecret, WatchUser), DerivePassword(testSecret, SystemUser)
 
-	// No credentials, wrong password: refused.
+	// No credentials, a wrong password, another user's password, a user
+	// that does not exist: refused. The secret opens kvs only.
 	for _, opts := range [][]nats.Option{
 		nil,
 		{nats.UserInfo(AppUser, "wrong")},
+		{nats.UserInfo(WatchUser, "wrong")},
 		{nats.UserInfo(SystemUser, "wrong")},
+		{nats.UserInfo(AppUser, "")},
+		{nats.UserInfo(WatchUser, "")},
+		{nats.UserInfo(SystemUser, "")},
+		{nats.UserInfo(WatchUser, testSecret)},
+		{nats.UserInfo(SystemUser, testSecret)},
+		{nats.UserInfo(AppUser, watchPW)},
+		{nats.UserInfo(AppUser, sysPW)},
+		{nats.UserInfo(SystemUser, watchPW)},
+		{nats.UserInfo(WatchUser, sysPW)},
+		{nats.UserInfo(routeUser, testSecret)},
+		{nats.Token(testSecret)},
 	} {
 		nc, err := nats.Connect(n1.ClientURL(), append(opts, nats.NoReconnect())...)
 		if err == nil {
 			nc.Close()
-			t.Fatalf("client with options %v connected without the secret", opts)
+			t.Fatalf("client with options %v connected", opts)
 		}
 		if !errors.Is(err, nats.ErrAuthorization) {
 			t.Errorf("err = %v, want an authorization error", err)
@@ -46,25 +66,108 @@ func TestSecretRequiredOnClients(t *testing.T) {
 		t.Fatalf("external kvs client: %v %v", msg, err)
 	}
 
-	// sys/secret: in the system account, where `nats server list` works.
-	checkServerPing(t, n1.ClientURL(), nats.UserInfo(SystemUser, testSecret))
+	// watch and sys with their derived passwords: watch connects (what it
+	// may do: users_test.go), sys in the system account, where `nats
+	// server list` works.
+	connectAs(t, n1.ClientURL(), WatchUser, watchPW)
+	checkServerPing(t, n1.ClientURL(), nats.UserInfo(SystemUser, sysPW))
 }
 
-func TestNoSecretNeedsNoCredentials(t *testing.T) {
-	buses := startCluster(t, 2, nil)
-	echo(t, buses[1])
-	waitReachable(t, buses[0], buses[1])
-	nc, err := nats.Connect(buses[0].ClientURL())
+func TestUserPasswordsGiven(t *testing.T) {
+	const watchPW, sysPW = "watch-password-given", "sys-password-given"
+	buses := startCluster(t, 2, func(c *Config) {
+		c.Secret, c.WatchPassword, c.SystemPassword = testSecret, watchPW, sysPW
+	})
+	n1, n2 := buses[0], buses[1]
+	echo(t, n2)
+	waitReachable(t, n1, n2) // kvs keeps the secret
+	for _, opts := range []nats.Option{
+		nats.UserInfo(WatchUser, DerivePassword(testSecret, WatchUser)),
+		nats.UserInfo(SystemUser, DerivePassword(testSecret, SystemUser)),
+	} {
+		if nc, err := nats.Connect(n1.ClientURL(), opts, nats.NoReconnect()); !errors.Is(err, nats.ErrAuthorization) {
+			if nc != nil {
+				nc.Close()
+			}
+			t.Errorf("a derived password where one is given: %v, want an authorization error", err)
+		}
+	}
+	connectAs(t, n1.ClientURL(), WatchUser, watchPW)
+	checkServerPing(t, n1.ClientURL(), nats.UserInfo(SystemUser, sysPW))
+	// The node's own system connection uses the given password.
+	if _, err := n1.sysConn(); err != nil {
+		t.Errorf("the node's system connection: %v", err)
+	}
+}
+
+func TestSysSeesNothingOfTheApplicationAccount(t *testing.T) {
+	buses := startCluster(t, 2, func(c *Config) { c.Secret = testSecret })
+	n1 := buses[0]
+	s := n1.Subjects()
+	sys := connectAs(t, n1.ClientURL(), SystemUser, DerivePassword(testSecret, SystemUser))
+	sub, err := sys.nc.SubscribeSync("kvs.>")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	if err := sys.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// n1's own publish, processed before its flush returns, and n1's
+	// echo request: neither reaches the system account.
+	if err := n1.Publish(s.Gossip(), []byte("heartbeat")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.nc.Publish(s.Gossip(), []byte("marker")); err != nil {
+		t.Fatal(err)
+	}
+	nextIsMarker(t, sub, "marker")
+	// Nor does a request from sys reach the nodes' subjects: no answer.
+	echo(t, n1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if msg, err := sys.nc.RequestWithContext(ctx, s.Node("n1", "echo"), nil); err == nil {
+		t.Errorf("sys request to n1's echo answered: %q", msg.Data)
+	}
+}
+
+func TestNoSecretAnonymousIsWatch(t *testing.T) {
+	buses := startCluster(t, 2, nil)
+	n1, n2 := buses[0], buses[1]
+	echo(t, n2)
+	// The nodes' own connections are kvs, with an empty password.
+	waitReachable(t, n1, n2)
+	s := n1.Subjects()
+
+	anon := connectAs(t, n1.ClientURL(), "", "")
+	gossip, err := anon.nc.SubscribeSync(s.Gossip())
+	if err != nil {
+		t.Fatal(err)
+	}
+	warmUp(t, n2.Conn(), gossip, s.Gossip())
+	for _, subj := range []string{s.Node("n2", "echo"), s.Gossip()} {
+		if err := anon.nc.Publish(subj, nil); err != nil {
+			t.Fatal(err)
+		}
+		anon.waitViolation(t, "Publish to", subj)
+	}
+	if _, err := anon.nc.SubscribeSync(s.Node("n2", ">")); err != nil {
+		t.Fatal(err)
+	}
+	anon.waitViolation(t, "Subscription to", s.Node("n2", ">"))
+
+	// Every user takes the empty password: kvs may act as a node (no
+	// secret means no authentication), sys pings the servers.
+	kvs := connectAs(t, n1.ClientURL(), AppUser, "")
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if _, err := nc.RequestWithContext(ctx, buses[0].Subjects().Node("n2", "echo"), nil); err != nil {
-		t.Fatalf("anonymous client is not in the application account: %v", err)
+	if msg, err := kvs.nc.RequestWithContext(ctx, s.Node("n2", "echo"), []byte("x")); err != nil || string(msg.Data) != "n2:x" {
+		t.Fatalf("kvs with no password: %v %v", msg, err)
 	}
-	checkServerPing(t, buses[0].ClientURL(), nats.UserInfo(SystemUser, ""))
+	connectAs(t, n1.ClientURL(), WatchUser, "")
+	checkServerPing(t, n1.ClientURL(), nats.UserInfo(SystemUser, ""))
 }
 
 // checkServerPing connects with opts and asks the system account for the
@@ -131,6 +234,51 @@ func TestRouteWithoutSecretRefused(t *testing.T) {
 			waitRoutes(t, secure, 1)
 			if got := secure.RoutedPeers(); len(got) != 1 || got[0] != "friend" {
 				t.Errorf("secured node routes to %v", got)
+			}
+		})
+	}
+}
+
+func TestRoutePortRefusesClientCredentials(t *testing.T) {
+	b := start(t, func() Config { c := testConfig(t, "secure"); c.Secret = testSecret; return c }())
+	for _, cred := range []struct{ user, pass string }{
+		{"", ""},
+		{routeUser, ""},
+		{routeUser, "wrong"},
+		{AppUser, testSecret},
+		{WatchUser, DerivePassword(testSecret, WatchUser)},
+		{SystemUser, DerivePassword(testSecret, SystemUser)},
+		{routeUser, DerivePassword(testSecret, WatchUser)},
+	} {
+		t.Run(cred.user+"/"+cred.pass, func(t *testing.T) {
+			conn, err := net.DialTimeout("tcp", b.ClusterAddr(), waitTimeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(waitTimeout))
+			r := bufio.NewReader(conn)
+			if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "INFO ") {
+				t.Fatalf("route port greeting: %q %v", line, err)
+			}
+			connect, _ := json.Marshal(map[string]any{
+				"verbose": false, "pedantic": false, "tls_required": false,
+				"user": cred.user, "pass": cred.pass, "name": "intruder", "cluster": "test",
+			})
+			if _, err := fmt.Fprintf(conn, "CONNECT %s\r\nPING\r\n", connect); err != nil {
+				t.Fatal(err)
+			}
+			// The server answers with the violation and closes; a PONG or
+			// an INFO would mean the route was taken.
+			line, err := r.ReadString('\n')
+			if err != nil || !strings.Contains(line, "-ERR 'Authorization Violation'") {
+				t.Fatalf("route CONNECT as %q: %q %v, want -ERR 'Authorization Violation'", cred.user, line, err)
+			}
+			if rest, err := r.ReadString('\n'); err == nil {
+				t.Fatalf("after the violation the server sent %q, want the connection closed", rest)
+			}
+			if n := b.NumRoutes(); n != 0 {
+				t.Errorf("%d routes after the refusal", n)
 			}
 		})
 	}

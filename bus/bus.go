@@ -25,11 +25,12 @@ const (
 	AppAccount = "KVS"
 	// SystemAccount is the NATS system account (`nats server list`).
 	SystemAccount = "SYS"
-	// AppUser is the user of the application account; its password is the
-	// cluster secret.
+	// AppUser is the nodes' own user, with every right in the application
+	// account; its password is the cluster secret. See [WatchUser] for the
+	// user that only watches.
 	AppUser = "kvs"
-	// SystemUser is the user of the system account; its password is the
-	// cluster secret.
+	// SystemUser is the user of the system account (`nats server list`);
+	// its password is [Config.SystemPassword].
 	SystemUser = "sys"
 	// routeUser is the user routes authenticate as when a secret is set.
 	routeUser = "route"
@@ -156,9 +157,9 @@ func Start(cfg Config) (*Bus, error) {
 			}
 		}),
 	}
-	if cfg.Secret != "" {
-		nopts = append(nopts, nats.UserInfo(AppUser, cfg.Secret))
-	}
+	// As kvs also with no secret (an empty password), where a client that
+	// gives no user is the watch user.
+	nopts = append(nopts, nats.UserInfo(AppUser, cfg.Secret))
 	nc, err := nats.Connect("", nopts...)
 	if err != nil {
 		srv.Shutdown()
@@ -326,10 +327,8 @@ func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool) 
 		NoLog:      false,
 		MaxPayload: cfg.MaxPayload,
 		Accounts:   []*server.Account{app, sys},
-		Users: []*server.User{
-			{Username: AppUser, Password: cfg.Secret, Account: app},
-			{Username: SystemUser, Password: cfg.Secret, Account: sys},
-		},
+		// The users and what each may do: see users.go.
+		Users:         users(cfg, app, sys),
 		SystemAccount: SystemAccount,
 		// Report a failed route dial at error level on the first attempt
 		// and then once per minute instead of every second (the rest go
@@ -355,7 +354,7 @@ func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool) 
 		},
 	}
 	if cfg.Secret == "" {
-		opts.NoAuthUser = AppUser
+		opts.NoAuthUser = WatchUser
 	} else {
 		opts.Cluster.Username = routeUser
 		opts.Cluster.Password = cfg.Secret

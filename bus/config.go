@@ -107,12 +107,30 @@ type Config struct {
 	// connect using their advertised addresses.
 	Seeds []string
 
-	// Secret, when set, is required on routes and on every client
-	// connection: users "kvs" (application account) and "sys" (system
-	// account), password Secret; routes authenticate as user "route". When
-	// empty, connections without credentials are accepted as "kvs", and
-	// "sys" has an empty password. It must pass [ValidSecret].
+	// Secret, when set, is required on routes (user "route") and is the
+	// password of user "kvs", the nodes' own user with every right in the
+	// application account; users "watch" and "sys" have passwords of
+	// their own (WatchPassword, SystemPassword), derived from it by
+	// default. When empty, nothing is authenticated: every user has an
+	// empty password, and a connection without credentials is "watch".
+	// It must pass [ValidSecret]. See the package documentation for what
+	// each user may do.
 	Secret string
+
+	// WatchPassword is the password of user "watch" ([WatchUser]), which
+	// may only subscribe to heartbeats and the change feed. Default:
+	// [DerivePassword](Secret, "watch"); empty when Secret is. Setting it
+	// needs a Secret (without one there is no authentication), and it must
+	// pass [ValidSecret] and differ from the Secret. Give every node the
+	// same one: a client logs in to whichever node it reaches.
+	WatchPassword string
+
+	// SystemPassword is the password of user "sys" ([SystemUser]) in the
+	// system account, which `nats server list` and the node's own
+	// JetStream peer removal ([Bus.RemovePeer]) use. Default:
+	// [DerivePassword](Secret, "sys"); empty when Secret is. The same
+	// rules as WatchPassword apply.
+	SystemPassword string
 
 	// PingInterval is the route ping interval; a route is closed after
 	// two unanswered pings. Default 1 s, so a paused peer is noticed within
@@ -203,6 +221,7 @@ func (c *Config) Validate() error {
 	if err := ValidSecret(c.Secret); err != nil {
 		errs = append(errs, fmt.Errorf("secret: %w", err))
 	}
+	errs = append(errs, c.userPasswords()...)
 	if c.Advertise != "" {
 		if err := checkHostPort(c.Advertise); err != nil {
 			errs = append(errs, fmt.Errorf("advertise: %w", err))

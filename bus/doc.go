@@ -15,9 +15,19 @@
 //     advertise address, NoSigs (the node owns signal handling), a system
 //     account so that `nats server list` works, and, when a cluster secret
 //     is set, authentication on routes and on every client connection.
-//   - Accounts: user "kvs" in the application account KVS and user "sys" in
-//     the system account SYS, both with the cluster secret as password. With
-//     no secret, connections without credentials are bound to "kvs".
+//   - Users, each with its own password (users.go has the table): "kvs",
+//     the nodes' own, with every right in the application account KVS and
+//     the cluster secret as password; "watch", also in KVS, which may only
+//     subscribe to heartbeats and the change feed and publishes nothing
+//     (no requests, no replies, no JetStream); "sys" in the system account
+//     SYS, for `nats server list` and the node's own JetStream peer
+//     removal. Routes authenticate as "route" with the secret. The watch
+//     and sys passwords are derived from the secret ([DerivePassword])
+//     unless given ([Config.WatchPassword], [Config.SystemPassword]), so
+//     that handing an operator the watch login gives away neither the
+//     secret nor the right to act as a node. With no secret, connections
+//     without credentials are bound to "watch", and every user has an
+//     empty password (the nodes still connect as "kvs").
 //   - Logging: nats-server logs go to a [log/slog] logger; connection and
 //     route churn is logged at debug level (so is the first failed dial to
 //     each peer not yet listening while a cluster starts), and errors that

@@ -1,7 +1,7 @@
 // Command kvs is the one binary of kvs, a Dynamo-style replicated key-value
 // store: it runs a node (serve), a local cluster of nodes (dev), and talks to
 // a running cluster (put, get, delete, status, ring, decommission,
-// removenode, abort, repair, health, bench).
+// removenode, abort, repair, health, bench, nats-credentials).
 //
 // Every flag can also be set with an environment variable, KVS_ followed by
 // the flag name in upper case with dashes as underscores: --cluster-secret
@@ -141,6 +141,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			repairCommand(),
 			healthCommand(),
 			benchCommand(),
+			natsCredentialsCommand(),
 		},
 	}
 }

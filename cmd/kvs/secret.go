@@ -53,44 +53,59 @@ func readSecret(c *cli.Context) (string, error) {
 	case secret != "":
 		return "", errors.New("both --cluster-secret and --cluster-secret-file are set (or KVS_CLUSTER_SECRET and KVS_CLUSTER_SECRET_FILE): give one")
 	}
+	return readCredentialFile("--cluster-secret-file", path)
+}
+
+// readCredentialFile reads a secret or password from the file at path,
+// given with flag: at most maxSecretFileBytes, one trailing newline
+// dropped, not empty. It does not check what it read.
+func readCredentialFile(flag, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("--cluster-secret-file: %w", err)
+		return "", fmt.Errorf("%s: %w", flag, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileBytes+1))
 	if err != nil {
-		return "", fmt.Errorf("--cluster-secret-file: %w", err)
+		return "", fmt.Errorf("%s: %w", flag, err)
 	}
 	if len(b) > maxSecretFileBytes {
-		return "", fmt.Errorf("--cluster-secret-file %s: larger than %d KiB; is it the right file?", path, maxSecretFileBytes>>10)
+		return "", fmt.Errorf("%s %s: larger than %d KiB; is it the right file?", flag, path, maxSecretFileBytes>>10)
 	}
 	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 	if s == "" {
-		return "", fmt.Errorf("--cluster-secret-file %s: empty", path)
+		return "", fmt.Errorf("%s %s: empty", flag, path)
 	}
 	return s, nil
 }
 
 // checkSecret checks a secret a node runs with (serve, dev); "" (no secret)
-// passes. Each rule names what would break otherwise.
+// passes. See checkCredential.
 func checkSecret(s string) error {
-	switch {
-	case s == "":
+	if s == "" {
 		return nil
+	}
+	return checkCredential("the cluster secret", s)
+}
+
+// checkCredential checks a secret or password a node runs with; name
+// says which, and where it came from, in the error. Each rule names what
+// would break otherwise.
+func checkCredential(name, s string) error {
+	switch {
 	case len(s) < minSecretBytes:
-		return fmt.Errorf("the cluster secret is %d bytes; it must be at least %d (for example: head -c 32 /dev/urandom | base64)", len(s), minSecretBytes)
+		return fmt.Errorf("%s is %d bytes; it must be at least %d (for example: head -c 32 /dev/urandom | base64)", name, len(s), minSecretBytes)
 	case len(s) > maxSecretBytes:
-		return fmt.Errorf("the cluster secret is %d bytes; it must be at most %d (NATS carries it in one control line)", len(s), maxSecretBytes)
+		return fmt.Errorf("%s is %d bytes; it must be at most %d (NATS carries it in one control line)", name, len(s), maxSecretBytes)
 	case !utf8.ValidString(s):
-		return errors.New("the cluster secret is not valid UTF-8 (NATS carries it in JSON)")
+		return fmt.Errorf("%s is not valid UTF-8 (NATS carries it in JSON)", name)
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return errors.New("the cluster secret contains a control character (a newline?); an HTTP header cannot carry it")
+		return fmt.Errorf("%s contains a control character (a newline?), which neither an HTTP header nor a nats:// URL can carry", name)
 	case strings.TrimSpace(s) != s:
-		return errors.New("the cluster secret begins or ends with whitespace, which HTTP drops from the Authorization header")
+		return fmt.Errorf("%s begins or ends with whitespace, which HTTP drops from the Authorization header and shells from arguments", name)
 	}
 	if err := bus.ValidSecret(s); err != nil {
-		return fmt.Errorf("the cluster secret: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ type serveOptions struct {
 	hintedHandoff    bool
 	limits           limitOptions
 	clientAuth       clientAuthOptions // --client-tokens-file, --protect-cluster-info
+	natsUsers        natsPasswords     // --watch-password-file, --sys-password-file
 	readRepair       bool
 	needPeers        int // -1: every seed other than this node
 	maxValue         int
@@ -133,7 +134,7 @@ func serveCommand() *cli.Command {
 			"host (0.0.0.0, ::) becomes 127.0.0.1 and any other non-loopback host is refused.\n" +
 			"Set --cluster-secret or --cluster-secret-file to listen on every interface (the\n" +
 			"default then), or --insecure to do so unauthenticated.",
-		Flags: append(serveFlags(), clientAuthFlags()...),
+		Flags: append(append(serveFlags(), clientAuthFlags()...), natsPasswordFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("serve takes no arguments, got %q", c.Args().Slice())
@@ -182,6 +183,9 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 	}
 	var err error
 	if o.secret, err = nodeSecret(c); err != nil {
+		return o, err
+	}
+	if o.natsUsers, err = readNATSPasswords(c, o.secret); err != nil {
 		return o, err
 	}
 	if o.sync, err = lsm.ParseSyncPolicy(c.String("sync")); err != nil {
@@ -386,6 +390,8 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		Advertise:      o.advertise,
 		Seeds:          o.seeds,
 		Secret:         o.secret,
+		WatchPassword:  o.natsUsers.watch,
+		SystemPassword: o.natsUsers.sys,
 		RequestTimeout: o.reqTimeout,
 		JetStreamDir:   filepath.Join(o.dataDir, "jetstream"),
 		Logger:         base.With("component", "bus"),

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kvs-db/kvs/bus"
 	"github.com/kvs-db/kvs/gateway"
 	"github.com/kvs-db/kvs/lsm"
 	"github.com/kvs-db/kvs/node/topology"
@@ -405,17 +406,18 @@ func natsPort(p *procNode) int {
 	return 0
 }
 
-// forgeHeartbeats publishes, with the cluster secret, heartbeats a
-// stranger could send: a 25 KB one listing 2000 made-up members and a
-// hundred small ones from made-up senders. Membership does not change, and
-// p counts them as dropped.
+// forgeHeartbeats publishes, with the cluster secret (as user kvs, the
+// nodes' own: watch may publish nothing, see TestProcessNATSUsers),
+// heartbeats a stranger holding the secret could send: a 25 KB one listing
+// 2000 made-up members and a hundred small ones from made-up senders.
+// Membership does not change, and p counts them as dropped.
 func forgeHeartbeats(t *testing.T, p *procNode) {
 	t.Helper()
 	before, _ := ringOf(p)
 	oversized := `kvs_node_gossip_dropped_total{node="` + p.id + `",reason="oversized"}`
 	notMember := `kvs_node_gossip_dropped_total{node="` + p.id + `",reason="not_member"}`
 	o0, n0 := metricValue(t, p, oversized), metricValue(t, p, notMember)
-	nc, err := nats.Connect(fmt.Sprintf("nats://kvs:%s@127.0.0.1:%d", processSecret, natsPort(p)))
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort(p)), nats.UserInfo(bus.AppUser, processSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
