@@ -15,6 +15,18 @@
 //     advertise address, NoSigs (the node owns signal handling), a system
 //     account so that `nats server list` works, and, when a cluster secret
 //     is set, authentication on routes and on every client connection.
+//   - TLS ([Config.TLS]): the client port refuses plaintext and asks
+//     clients for no certificate (they authenticate with the secret); routes
+//     are mutual TLS, both sides presenting the node's certificate and
+//     checking the peer's against the cluster's CA, so a server without a
+//     certificate from that CA cannot route to the cluster even with the
+//     secret. The dialling side also checks that the certificate names the
+//     host it dialled (seed or advertised address: see [TLS]). The node's
+//     own connections are in-process: nats-server lets them speak plaintext
+//     while the port requires TLS, so they need no certificate, and
+//     JetStream, which runs over the routes, gets TLS with them. This
+//     package reads no files: the caller parses the certificate, the key
+//     and the CA.
 //   - Accounts: user "kvs" in the application account KVS and user "sys" in
 //     the system account SYS, both with the cluster secret as password. With
 //     no secret, connections without credentials are bound to "kvs".
