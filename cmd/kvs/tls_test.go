@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,6 +114,9 @@ func newTLSFakeServer(t *testing.T, ca *testcert.CA, hosts ...string) *fakeServe
 	f := &fakeServer{data: map[string]string{}, ready: true}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, testcert.Leaf{Name: "node", Hosts: hosts}).Cert}}
+	// The failed handshakes are the point of several cases: keep them out
+	// of the test output.
+	f.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
 	return f
