@@ -136,7 +136,11 @@ func Start(cfg Config) (*Bus, error) {
 		b.clusterA = net.JoinHostPort(localHost(cfg.Host), strconv.Itoa(a.Port))
 	}
 	if a, ok := srv.Addr().(*net.TCPAddr); ok {
-		b.clientU = "nats://" + net.JoinHostPort(localHost(cfg.Host), strconv.Itoa(a.Port))
+		scheme := "nats://"
+		if cfg.TLS != nil {
+			scheme = "tls://"
+		}
+		b.clientU = scheme + net.JoinHostPort(localHost(cfg.Host), strconv.Itoa(a.Port))
 	}
 
 	nopts := []nats.Option{
@@ -189,6 +193,9 @@ func Start(cfg Config) (*Bus, error) {
 		b.jsRunning = make(chan struct{})
 		close(b.jsRunning)
 	}
+	if w := checkAdvertiseName(cfg.TLS, b.advert); w != "" {
+		b.log.Warn(w)
+	}
 	b.log.Info("nats started",
 		slog.String("cluster", cfg.Cluster),
 		slog.String("client_url", b.clientU),
@@ -196,6 +203,7 @@ func Start(cfg Config) (*Bus, error) {
 		slog.String("advertise", b.advert),
 		slog.Any("seeds", cfg.Seeds),
 		slog.Bool("auth", cfg.Secret != ""),
+		slog.Bool("tls", cfg.TLS != nil),
 		slog.String("jetstream", jetStreamState),
 		slog.String("jetstream_dir", cfg.JetStreamDir))
 	return b, nil
@@ -366,6 +374,7 @@ func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool) 
 		}
 		opts.Routes = append(opts.Routes, u)
 	}
+	applyTLS(opts, cfg.TLS)
 	if cfg.JetStreamDir != "" {
 		opts.JetStream = true
 		opts.StoreDir = cfg.JetStreamDir
@@ -374,9 +383,15 @@ func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool) 
 		opts.JetStreamMaxStore = JetStreamMaxStore
 		// Clustered JetStream needs at least one configured route; a node
 		// started alone routes to itself (the server drops that route) so
-		// that it runs clustered and can be joined later.
+		// that it runs clustered and can be joined later. Under TLS it
+		// dials its advertised address, the name its certificate must
+		// carry anyway, rather than 127.0.0.1, which it need not.
 		if len(opts.Routes) == 0 {
-			u := &url.URL{Scheme: "nats-route", Host: net.JoinHostPort(localHost(cfg.Host), strconv.Itoa(clusterPort))}
+			self := net.JoinHostPort(localHost(cfg.Host), strconv.Itoa(clusterPort))
+			if cfg.TLS != nil {
+				self = advertise
+			}
+			u := &url.URL{Scheme: "nats-route", Host: self}
 			if cfg.Secret != "" {
 				u.User = url.UserPassword(routeUser, cfg.Secret)
 			}
@@ -434,8 +449,9 @@ func (b *Bus) Subjects() Subjects { return b.subjects }
 func (b *Bus) NodeID() string { return b.cfg.NodeID }
 
 // ClientURL returns the URL an external client on this machine (the nats
-// CLI, tests) connects to, e.g. nats://127.0.0.1:4222. It names 127.0.0.1
-// when the server listens on all interfaces.
+// CLI, tests) connects to, e.g. nats://127.0.0.1:4222, or
+// tls://127.0.0.1:4222 with [Config.TLS]. It names 127.0.0.1 when the
+// server listens on all interfaces.
 func (b *Bus) ClientURL() string { return b.clientU }
 
 // ClusterAddr returns the host:port of the route listener, with the port

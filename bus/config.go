@@ -155,6 +155,14 @@ type Config struct {
 	// buffer. Default 256.
 	HandlerConcurrency int
 
+	// TLS, when set, puts the client port and the routes under TLS: the
+	// client port refuses plaintext, routes are mutual TLS against
+	// TLS.CA (see [TLS] for what the certificates must name). The node's
+	// own in-process connections, JetStream's included, are unaffected.
+	// Nil: plaintext. It must pass [TLS.Validate]; all nodes of a cluster
+	// should agree, as a plaintext node cannot route to a TLS one.
+	TLS *TLS
+
 	// JetStreamDir, when set, turns on JetStream in the embedded server
 	// with its storage in this directory (created if missing; it must
 	// survive restarts, and belongs to this node alone). [Bus.KV] needs
@@ -230,6 +238,11 @@ func (c *Config) Validate() error {
 	for _, s := range c.Seeds {
 		if err := checkHostPort(s); err != nil {
 			errs = append(errs, fmt.Errorf("seed: %w", err))
+		}
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate(time.Now()); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.PingInterval == 0 {

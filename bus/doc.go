@@ -28,6 +28,18 @@
 //     secret nor the right to act as a node. With no secret, connections
 //     without credentials are bound to "watch", and every user has an
 //     empty password (the nodes still connect as "kvs").
+//   - TLS ([Config.TLS]): the client port refuses plaintext and asks
+//     clients for no certificate (they authenticate with the secret); routes
+//     are mutual TLS, both sides presenting the node's certificate and
+//     checking the peer's against the cluster's CA, so a server without a
+//     certificate from that CA cannot route to the cluster even with the
+//     secret. The dialling side also checks that the certificate names the
+//     host it dialled (seed or advertised address: see [TLS]). The node's
+//     own connections are in-process: nats-server lets them speak plaintext
+//     while the port requires TLS, so they need no certificate, and
+//     JetStream, which runs over the routes, gets TLS with them. This
+//     package reads no files: the caller parses the certificate, the key
+//     and the CA.
 //   - Logging: nats-server logs go to a [log/slog] logger; connection and
 //     route churn is logged at debug level (so is the first failed dial to
 //     each peer not yet listening while a cluster starts), and errors that

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -22,7 +23,7 @@ import (
 // adminFlags are the flags every topology command takes: --url, the
 // secret flags, --timeout, then more.
 func adminFlags(timeout time.Duration, more ...cli.Flag) []cli.Flag {
-	flags := append([]cli.Flag{urlFlag()}, secretFlags("the cluster secret, when the cluster has one")...)
+	flags := append([]cli.Flag{urlFlag(), caFlag()}, secretFlags("the cluster secret, when the cluster has one")...)
 	flags = append(flags, timeoutFlag(timeout))
 	return append(flags, more...)
 }
@@ -152,7 +153,7 @@ func postAdmin(c *cli.Context, base, secret, path string, q url.Values) (gateway
 	if secret != "" {
 		req.Header.Set("Authorization", "Bearer "+secret)
 	}
-	resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+	resp, err := doRequest(c, req)
 	if err != nil {
 		return ring, err
 	}
@@ -177,6 +178,7 @@ func waitRemoved(c *cli.Context, base, secret string, last gateway.RingJSON, id 
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("wait-timeout"))
 	defer cancel()
 	urls := []string{base}
+	scheme, _, _ := strings.Cut(base, "://")
 	var printed, reached time.Time
 	reached = time.Now()
 	for {
@@ -189,7 +191,7 @@ func waitRemoved(c *cli.Context, base, secret string, last gateway.RingJSON, id 
 				return cli.Exit(fmt.Sprintf("the change was abandoned: %s is normal again at epoch %d", id, last.Epoch), 1)
 			}
 			if m.HTTP != "" && m.ID != id && m.State == "normal" {
-				urls = appendUnique(urls, "http://"+m.HTTP)
+				urls = appendUnique(urls, scheme+"://"+m.HTTP)
 			}
 		}
 		if time.Since(printed) >= 5*time.Second && last.Change != nil {
@@ -272,7 +274,7 @@ func repairCommand() *cli.Command {
 			if secret != "" {
 				req.Header.Set("Authorization", "Bearer "+secret)
 			}
-			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+			resp, err := doRequest(c, req)
 			if err != nil {
 				return err
 			}

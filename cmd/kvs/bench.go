@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +43,8 @@ type benchOptions struct {
 	preload     bool
 	timeout     time.Duration
 	allowRemote bool
-	token       string // bearer token, "" for none
+	token       string      // bearer token, "" for none
+	tls         *tls.Config // for https:// targets with --ca; nil: the system's CAs
 }
 
 func benchCommand() *cli.Command {
@@ -64,6 +66,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "preload", Usage: "PUT every key once before the run", EnvVars: envVars("preload")},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "per-request timeout", EnvVars: envVars("timeout")},
 			&cli.BoolFlag{Name: "allow-remote", Usage: "allow targets that are not loopback addresses", EnvVars: envVars("allow-remote")},
+			caFlag(),
 		}, tokenFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -82,6 +85,13 @@ func benchCommand() *cli.Command {
 			var err error
 			if o.token, err = clientToken(c); err != nil {
 				return err
+			}
+			if ca := c.String("ca"); ca != "" {
+				pool, err := loadCA("--ca", ca)
+				if err != nil {
+					return usageError("%v", err)
+				}
+				o.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 			}
 			if o.targets, err = parseTargets(c.String("targets")); err != nil {
 				return usageError("--targets: %v", err)
@@ -197,6 +207,7 @@ func newBenchClient(o *benchOptions) *http.Client {
 			MaxIdleConnsPerHost: o.concurrency,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
+			TLSClientConfig:     o.tls,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -71,17 +71,6 @@ func keyURL(base, key, name string, value int) string {
 	return u
 }
 
-// newHTTPClient is the client of the one-shot commands: no redirects
-// followed, the given overall timeout.
-func newHTTPClient(timeout time.Duration) *http.Client {
-	return &http.Client{
-		Timeout: timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
-}
-
 // responseError turns a non-2xx response into an error carrying the
 // server's {"error": ...} message (or the start of its body).
 func responseError(resp *http.Response) error {
@@ -137,7 +126,7 @@ func keyRequest(c *cli.Context, method, quorum string, body io.Reader, size int6
 		req.ContentLength = size
 	}
 	setBearer(req, token)
-	return newHTTPClient(c.Duration("timeout")).Do(req)
+	return doRequest(c, req)
 }
 
 // decodeJSON decodes a JSON response body (at most 16 MiB) into v.

@@ -15,6 +15,7 @@ func deleteCommand() *cli.Command {
 		ArgsUsage: "KEY",
 		Flags: append([]cli.Flag{
 			urlFlag(),
+			caFlag(),
 			quorumFlag("w", "write"),
 			timeoutFlag(30 * time.Second),
 		}, tokenFlags()...),

@@ -27,7 +27,8 @@ func devCommand() *cli.Command {
 			"up, NATS clients on --base-nats and up, routes on --base-cluster and up, each\n" +
 			"seeded with the others. Their logs are shown prefixed with the node ID. Ctrl-C\n" +
 			"or SIGTERM stops them all. Data goes to --data, or a new temporary directory;\n" +
-			"either way its path is printed.",
+			"either way its path is printed. With --tls-cert, --tls-key and --tls-ca every\n" +
+			"node serves TLS with that one certificate, which must then name 127.0.0.1.",
 		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of nodes (1 to 9)", EnvVars: envVars("nodes")},
 			&cli.StringFlag{Name: "data", Usage: "data directory (one subdirectory per node; default: a new temporary directory)", EnvVars: envVars("data")},
@@ -38,12 +39,16 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "cluster", Value: "kvs", Usage: "cluster name", EnvVars: envVars("cluster")},
 			&cli.StringFlag{Name: "sync", Value: "always", Usage: "WAL fsync policy of every node", EnvVars: envVars("sync")},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level of every node", EnvVars: envVars("log-level")},
-		}, secretFlags("cluster secret (at least 16 bytes) passed to every node")...),
+		}, append(secretFlags("cluster secret (at least 16 bytes) passed to every node"), serveTLSFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("dev takes no arguments")
 			}
 			secret, err := nodeSecret(c)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			tlsFiles, err := parseServeTLS(c)
 			if err != nil {
 				return usageError("%v", err)
 			}
@@ -56,6 +61,7 @@ func devCommand() *cli.Command {
 				basePprof:   c.Int("base-pprof"),
 				cluster:     c.String("cluster"),
 				secret:      secret,
+				tls:         tlsFiles,
 				sync:        c.String("sync"),
 				logLevel:    c.String("log-level"),
 			}
@@ -78,6 +84,7 @@ type devOptions struct {
 	baseHTTP, baseNATS, baseCluster int
 	basePprof                       int // 0: no pprof listeners
 	cluster, secret, sync, logLevel string
+	tls                             *serveTLS // checked here, passed to every node by file name; nil: plaintext
 }
 
 func (o *devOptions) validate() error {
@@ -131,6 +138,9 @@ func (o *devOptions) serveArgs(i int) []string {
 	}
 	if o.basePprof > 0 {
 		args = append(args, "--pprof", net.JoinHostPort(host, strconv.Itoa(o.basePprof+i-1)))
+	}
+	if o.tls != nil {
+		args = append(args, "--tls-cert", o.tls.certFile, "--tls-key", o.tls.keyFile, "--tls-ca", o.tls.caFile)
 	}
 	return args
 }
@@ -189,6 +199,10 @@ func runDev(ctx context.Context, exe string, o devOptions, out io.Writer) error 
 	}
 	say("starting %d nodes, data in %s", o.nodes, o.dataDir)
 
+	httpScheme, natsScheme := "http", "nats"
+	if o.tls != nil {
+		httpScheme, natsScheme = "https", "tls"
+	}
 	env := devEnv(os.Environ(), o.secret)
 	var children []*devChild
 	exited := make(chan *devChild, o.nodes)
@@ -213,9 +227,14 @@ func runDev(ctx context.Context, exe string, o devOptions, out io.Writer) error 
 			exited <- ch
 		}()
 		children = append(children, ch)
-		say("%s: pid %d, http://127.0.0.1:%d, NATS nats://127.0.0.1:%d", ch.id, ch.cmd.Process.Pid, o.baseHTTP+i-1, o.baseNATS+i-1)
+		say("%s: pid %d, %s://127.0.0.1:%d, NATS %s://127.0.0.1:%d", ch.id, ch.cmd.Process.Pid, httpScheme, o.baseHTTP+i-1, natsScheme, o.baseNATS+i-1)
 	}
-	say("try: kvs put hello world; kvs get hello --url http://127.0.0.1:%d; kvs status", o.baseHTTP+min(1, o.nodes-1))
+	if o.tls != nil {
+		say("try: kvs put hello world --url https://127.0.0.1:%d --ca %s; kvs get hello --url https://127.0.0.1:%d --ca %s",
+			o.baseHTTP, o.tls.caFile, o.baseHTTP+min(1, o.nodes-1), o.tls.caFile)
+	} else {
+		say("try: kvs put hello world; kvs get hello --url http://127.0.0.1:%d; kvs status", o.baseHTTP+min(1, o.nodes-1))
+	}
 	say("Ctrl-C stops all nodes")
 
 	running := len(children)

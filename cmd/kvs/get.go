@@ -18,6 +18,7 @@ func getCommand() *cli.Command {
 			"with \"not found\" when the key is missing or deleted.",
 		Flags: append([]cli.Flag{
 			urlFlag(),
+			caFlag(),
 			quorumFlag("r", "read"),
 			&cli.BoolFlag{Name: "show-version", Usage: "print the value's version on stderr", EnvVars: envVars("show-version")},
 			timeoutFlag(30 * time.Second),

@@ -20,6 +20,7 @@ func putCommand() *cli.Command {
 			"percent-encoded in the URL.",
 		Flags: append([]cli.Flag{
 			urlFlag(),
+			caFlag(),
 			quorumFlag("w", "write"),
 			timeoutFlag(30 * time.Second),
 		}, tokenFlags()...),

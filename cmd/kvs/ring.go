@@ -21,6 +21,7 @@ func ringCommand() *cli.Command {
 		Usage: "show the topology: members with state and epoch, ownership, the pending change and its streaming progress",
 		Flags: append([]cli.Flag{
 			urlFlag(),
+			caFlag(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json", EnvVars: envVars("output")},
 			timeoutFlag(10 * time.Second),
 		}, tokenFlags()...),
@@ -63,7 +64,7 @@ func fetchRing(c *cli.Context, base, token string) (gateway.RingJSON, []byte, er
 		return ring, nil, err
 	}
 	setBearer(req, token)
-	resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+	resp, err := doRequest(c, req)
 	if err != nil {
 		return ring, nil, err
 	}

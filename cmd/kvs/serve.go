@@ -51,6 +51,7 @@ type serveOptions struct {
 	limits           limitOptions
 	clientAuth       clientAuthOptions // --client-tokens-file, --protect-cluster-info
 	natsUsers        natsPasswords     // --watch-password-file, --sys-password-file
+	tls              *serveTLS         // --tls-cert, --tls-key, --tls-ca; nil: plaintext
 	readRepair       bool
 	needPeers        int // -1: every seed other than this node
 	maxValue         int
@@ -133,8 +134,11 @@ func serveCommand() *cli.Command {
 			"Without a cluster secret every listener binds loopback only: an unspecified\n" +
 			"host (0.0.0.0, ::) becomes 127.0.0.1 and any other non-loopback host is refused.\n" +
 			"Set --cluster-secret or --cluster-secret-file to listen on every interface (the\n" +
-			"default then), or --insecure to do so unauthenticated.",
-		Flags: append(append(serveFlags(), clientAuthFlags()...), natsPasswordFlags()...),
+			"default then), or --insecure to do so unauthenticated.\n\n" +
+			"With --tls-cert, --tls-key and --tls-ca, --http serves HTTPS, the NATS client\n" +
+			"port takes TLS only, and routes are mutual TLS against the CA. TLS encrypts; it\n" +
+			"does not replace the secret, which the rule above still asks for.",
+		Flags: append(append(append(serveFlags(), clientAuthFlags()...), natsPasswordFlags()...), serveTLSFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("serve takes no arguments, got %q", c.Args().Slice())
@@ -227,6 +231,9 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		return o, err
 	}
 	if o.clientAuth, err = parseClientAuth(c, o.secret); err != nil {
+		return o, err
+	}
+	if o.tls, err = parseServeTLS(c); err != nil {
 		return o, err
 	}
 	if _, err := newLogger(io.Discard, o.logLevel, o.logFormat); err != nil {
@@ -392,6 +399,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		Secret:         o.secret,
 		WatchPassword:  o.natsUsers.watch,
 		SystemPassword: o.natsUsers.sys,
+		TLS:            o.tls.bus(),
 		RequestTimeout: o.reqTimeout,
 		JetStreamDir:   filepath.Join(o.dataDir, "jetstream"),
 		Logger:         base.With("component", "bus"),
@@ -466,9 +474,10 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- serveHTTP(srv, ln, o.tls) }()
 	log.Info("serving",
 		"http", ln.Addr().String(),
+		"tls", o.tls != nil,
 		"nats", b.ClientURL(),
 		"cluster_addr", b.ClusterAddr(),
 		"advertise", b.AdvertiseAddr(),

@@ -19,6 +19,7 @@ func statusCommand() *cli.Command {
 		Usage: "show the cluster as one node sees it: members, liveness, ownership, hints",
 		Flags: append([]cli.Flag{
 			urlFlag(),
+			caFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the node's /cluster JSON as it is", EnvVars: envVars("json")},
 			timeoutFlag(10 * time.Second),
 		}, tokenFlags()...),
@@ -39,7 +40,7 @@ func statusCommand() *cli.Command {
 				return err
 			}
 			setBearer(req, token)
-			resp, err := newHTTPClient(c.Duration("timeout")).Do(req)
+			resp, err := doRequest(c, req)
 			if err != nil {
 				return err
 			}
