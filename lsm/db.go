@@ -777,7 +777,9 @@ func (db *DB) snapshot(start, end []byte, atSnapshot func()) ([]iterator, *versi
 }
 
 // Flush writes the memtable to a table now and returns once every record
-// applied before the call is in a table.
+// applied before the call is in a table. If a flush fails transiently
+// meanwhile, it returns an error wrapping ErrTransient at once; the flusher
+// goes on retrying in the background.
 func (db *DB) Flush() error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
