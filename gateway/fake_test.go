@@ -20,8 +20,10 @@ type fakeNode struct {
 	data     map[string]lsm.Record
 	err      error // returned by Put, Delete, Get, LocalGet, LocalApply when set
 	notReady error
-	lastW    int
-	lastR    int
+	// unwritable is StoreWritable's answer.
+	unwritable error
+	lastW      int
+	lastR      int
 	// topology commands
 	epoch      uint64
 	node2State string
@@ -114,6 +116,12 @@ func (f *fakeNode) Ready() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.notReady
+}
+
+func (f *fakeNode) StoreWritable() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unwritable
 }
 
 func (f *fakeNode) Status() node.ClusterStatus {

@@ -30,7 +30,11 @@
 // Every error is JSON, {"error": "..."}, with a status that says what went
 // wrong: 400 bad input, 401 missing or wrong secret or token, 403 a
 // read-only token on a write, 404, 405 (with Allow), 413 value over the
-// limit, 503 quorum not reached or node not ready.
+// limit, 503 quorum not reached, node not ready or store unable to write.
+// A 4xx message names the client's problem; a 5xx one is a fixed phrase
+// and "request_id", the request's X-Request-ID (requestid.go), which the
+// log line with the full error names too: internal error text, which can
+// hold file paths and peers' errors, never reaches a client.
 //
 // The gateway talks only to a Node; it never touches storage or NATS.
 package gateway
@@ -71,6 +75,10 @@ type Node interface {
 	// Ready returns nil when the node may coordinate requests, else an error
 	// wrapping node.ErrNotReady that says why.
 	Ready() error
+	// StoreWritable returns nil when the node's own store takes writes,
+	// else an error wrapping node.ErrStoreUnwritable that says why
+	// without a path.
+	StoreWritable() error
 	// Status is a snapshot of the node's view of the cluster.
 	Status() node.ClusterStatus
 	// Ring is the topology as the node knows it.
@@ -119,6 +127,9 @@ type Config struct {
 	// Logger receives access logs (debug level) and handler errors.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// NewRequestID makes the ID of a request that brings no sane
+	// X-Request-ID of its own. Nil: 16 random hex digits.
+	NewRequestID func() string
 }
 
 // Gateway is the HTTP handler of one node. Build it with New.
@@ -130,6 +141,7 @@ type Gateway struct {
 	protectInfo  bool // /cluster, /ring, /metrics need a token
 	maxValue     int
 	log          *slog.Logger
+	newRequestID func() string
 	metrics      *metrics
 	promHTTP     http.Handler
 }
@@ -164,6 +176,10 @@ func New(cfg Config) (*Gateway, error) {
 		protectInfo:  cfg.ProtectClusterInfo,
 		maxValue:     cfg.MaxValueBytes,
 		log:          cfg.Logger,
+		newRequestID: cfg.NewRequestID,
+	}
+	if g.newRequestID == nil {
+		g.newRequestID = randomRequestID
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {

@@ -18,14 +18,21 @@ func (g *Gateway) serveHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, statusBody{Status: "ok"})
 }
 
-// serveReadyz answers 200 when the node may coordinate requests and 503
-// with the reason otherwise (for example, it has not yet heard from its
-// seeds), so a load balancer sends it no traffic until it is ready.
+// serveReadyz answers 200 when the node may coordinate requests and its
+// own store takes writes, and 503 with the reason otherwise (for example,
+// it has not yet heard from its seeds, or its store is out of file
+// descriptors), so a load balancer sends it no traffic until it is ready.
+// The reasons are the node's own words, without paths; a store that
+// recovers makes the node ready again by itself.
 func (g *Gateway) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
-	if err := g.node.Ready(); err != nil {
+	err := g.node.Ready()
+	if err == nil {
+		err = g.node.StoreWritable()
+	}
+	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}

@@ -116,13 +116,15 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 // it at debug level.
 func (g *Gateway) instrument(route string, h func(http.ResponseWriter, *http.Request), w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	id := g.requestID(r)
+	w.Header().Set(headerRequestID, id)
 	rec := &recorder{ResponseWriter: w}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			g.log.Error("handler panic", "method", r.Method, "path", r.URL.EscapedPath(), "panic", p)
+			g.log.Error("handler panic", "request_id", id, "method", r.Method, "path", r.URL.EscapedPath(), "panic", p)
 			if rec.status == 0 {
 				writeError(rec, http.StatusInternalServerError, "internal error")
 			}
@@ -140,6 +142,7 @@ func (g *Gateway) instrument(route string, h func(http.ResponseWriter, *http.Req
 		g.metrics.latency.WithLabelValues(route, method).Observe(elapsed.Seconds())
 		if g.log.Enabled(r.Context(), slog.LevelDebug) {
 			g.log.LogAttrs(r.Context(), slog.LevelDebug, "http request",
+				slog.String("request_id", id),
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.EscapedPath()),
 				slog.Int("status", status),

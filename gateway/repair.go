@@ -27,7 +27,8 @@ type RepairLine struct {
 	Pulled          int `json:"pulled"`
 	BytesSent       int `json:"bytes_sent"`
 	BytesReceived   int `json:"bytes_received"`
-	// Error is why the round failed, if it did.
+	// Error says what kind of failure ended the round, if one did; the
+	// node's log has the error, with the answer's X-Request-ID.
 	Error string `json:"error,omitempty"`
 }
 
@@ -38,7 +39,7 @@ func repairLine(st node.RoundStats, err error) RepairLine {
 	l := RepairLine{Peer: st.Peer, Ranges: st.Ranges, RangesDiffering: st.RangesDiffering, Segments: st.Segments,
 		Keys: st.Keys, Pushed: st.Pushed, Pulled: st.Pulled, BytesSent: st.BytesSent, BytesReceived: st.BytesReceived}
 	if err != nil {
-		l.Error = err.Error()
+		l.Error = publicMessage(err)
 	}
 	return l
 }
@@ -64,7 +65,18 @@ func (g *Gateway) serveRepair(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 	}
-	total, err := g.node.Repair(ctx, func(st node.RoundStats, err error) { emit(repairLine(st, err)) })
+	// A failed round's line says what kind of failure it was; the log
+	// has the error, with the request ID the response header carries.
+	logRound := func(st node.RoundStats, err error) {
+		if err != nil {
+			g.log.Warn("repair round failed", "request_id", w.Header().Get(headerRequestID), "peer", st.Peer, "err", err)
+		}
+	}
+	total, err := g.node.Repair(ctx, func(st node.RoundStats, err error) {
+		logRound(st, err)
+		emit(repairLine(st, err))
+	})
+	logRound(total, err)
 	last := repairLine(total, err)
 	last.Peer, last.Done = "", true
 	emit(last)

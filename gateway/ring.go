@@ -196,8 +196,9 @@ func (g *Gateway) writeAdminError(w http.ResponseWriter, r *http.Request, err er
 	case errors.Is(err, topology.ErrInvalid):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, topology.ErrUnavailable):
+		g.logFailure(w, r, http.StatusServiceUnavailable, err)
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		writeError(w, http.StatusServiceUnavailable, "the topology store is unavailable")
 	default:
 		g.writeNodeError(w, r, err)
 	}

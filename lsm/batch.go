@@ -49,9 +49,11 @@ import (
 // large for the WAL) fails the whole call before anything is written, with
 // an error naming its index. Otherwise the errors are Apply's: ErrClosed;
 // an error wrapping ErrReadOnly once an earlier write-path error left the
-// DB read-only; an I/O error on the write path fails the call and leaves
-// the DB read-only; an error reading the version held (corrupt data) fails
-// the commit it met.
+// DB read-only; an error wrapping ErrTransient while the write path is
+// stalled on a transient error, and for the commit that met one (its
+// records are then not in the WAL); any other I/O error on the write path
+// fails the call and leaves the DB read-only; an error reading the version
+// held (corrupt data) fails the commit it met.
 func (db *DB) ApplyBatch(recs []Record) (applied int, err error) {
 	for i := range recs {
 		if err := checkRecord(&recs[i]); err != nil {

@@ -591,7 +591,7 @@ func TestApplyBatchErrors(t *testing.T) {
 		op   Op
 		err  error
 	}{
-		{"WAL write ENOSPC (short write)", OpWrite, ENOSPC},
+		{"WAL write EIO (short write)", OpWrite, EIO},
 		{"WAL sync EIO", OpSync, EIO},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -225,7 +225,7 @@ func (db *DB) compactRun(v *version, i, j int) error {
 		return append(nt, ts[k+len(inputs):]...), nil
 	}, nil, inputs)
 	if out != nil {
-		if err != nil {
+		if err != nil && !manifestInPlace(err) {
 			out.obsolete.Store(true)
 		}
 		out.unref()

@@ -45,6 +45,15 @@ type DB struct {
 	// closeMu is held shared by every public call and exclusively by Close.
 	closeMu sync.RWMutex
 	closed  bool
+	// closing is closed when Close begins, before it waits for the calls
+	// in flight: waits that only a retry would end (a flush, a directory
+	// sync) give up then.
+	closing   chan struct{}
+	closeOnce sync.Once
+	// running is set once Open has recovered: from then on a manifest in
+	// place whose directory sync fails transiently is synced again until it
+	// works (transient.go); during Open, the failure fails Open.
+	running atomic.Bool
 
 	// mu guards mem, imms and cur. immCond (on mu's write lock) signals
 	// that an immutable memtable was flushed or that the DB failed.
@@ -59,10 +68,19 @@ type DB struct {
 	nextFileNum atomic.Uint64
 	roErr       atomic.Pointer[error]
 	roCh        chan struct{} // closed when roErr is set
+	// stalled is the transient error the write path is stalled on (nil:
+	// it is not); the committer sets and clears it (transient.go).
+	stalled atomic.Pointer[error]
+	// flushState reports the flusher's transient failures; compactErr is
+	// the compactor's last one, nil once a compaction works again.
+	flushState bgState
+	compactErr atomic.Pointer[error]
 
 	commitCh chan *commitReq
 	wal      *walWriter // owned by the committer goroutine
 	walBuf   []byte
+	healAt   time.Time // committer: when the next heal may be tried
+	healWait backoff   // committer: the heal retry schedule
 	commitWG sync.WaitGroup
 	closeErr error // the committer's final WAL sync/close error
 
@@ -150,6 +168,8 @@ func Open(opts Options) (*DB, error) {
 		qCh:         make(chan qReq, 16),
 		quit:        make(chan struct{}),
 		roCh:        make(chan struct{}),
+		closing:     make(chan struct{}),
+		healWait:    newBackoff(&opts),
 	}
 	db.immCond = sync.NewCond(&db.mu)
 	db.cache = newBlockCache(opts.BlockCacheBytes)
@@ -165,6 +185,7 @@ func Open(opts Options) (*DB, error) {
 		lock.Close()
 		return nil, err
 	}
+	db.running.Store(true)
 	db.commitWG.Add(1)
 	go db.commitLoop()
 	db.bgWG.Add(2)
@@ -294,7 +315,7 @@ func (db *DB) recover() (err error) {
 	if err := db.writeManifest(walNum, tables); err != nil {
 		return err
 	}
-	if err := db.openWAL(walNum); err != nil {
+	if db.wal, err = db.openWAL(walNum); err != nil {
 		return err
 	}
 	// The manifest no longer names the quarantined tables: move them aside.
@@ -304,7 +325,7 @@ func (db *DB) recover() (err error) {
 		}
 	}
 	if len(quarantine) > 0 {
-		if err := fsys.SyncDir(dir); err != nil {
+		if err := db.syncDir(); err != nil {
 			return fmt.Errorf("lsm: sync dir after quarantine: %w", err)
 		}
 	}
@@ -342,34 +363,44 @@ func replaces(old Record, ok bool, rec Record) bool {
 
 func hasTmpSuffix(n string) bool { return len(n) > 4 && n[len(n)-4:] == ".tmp" }
 
-// openWAL creates WAL file num, makes its directory entry durable and makes
-// it the current WAL.
-func (db *DB) openWAL(num uint64) error {
+// openWAL creates WAL file num and makes its directory entry durable. The
+// caller makes it the current WAL. On failure the file is removed and the
+// current WAL is as it was.
+func (db *DB) openWAL(num uint64) (*walWriter, error) {
 	name := logName(num)
-	f, err := db.fs.Create(join(db.dir, name))
+	path := join(db.dir, name)
+	f, err := db.fs.Create(path)
 	if err != nil {
-		return fmt.Errorf("lsm: create WAL %s: %w", name, err)
+		return nil, fmt.Errorf("lsm: create WAL %s: %w", name, err)
+	}
+	fail := func(err error) (*walWriter, error) {
+		f.Close()
+		db.fs.Remove(path)
+		return nil, err
 	}
 	if p, ok := f.(preallocator); ok {
 		// Best effort: a WAL that outgrows it, or a file system that
-		// cannot, only costs speed. The zeros end the WAL cleanly on replay.
+		// cannot, only costs speed. The zeros end the WAL cleanly on
+		// replay. But no room for it (ENOSPC, EDQUOT) fails the WAL:
+		// its writes would fail soon anyway.
 		if err := p.Preallocate(db.opts.MemtableBytes + db.opts.MemtableBytes/4); err != nil {
+			if isTransient(err) {
+				return fail(fmt.Errorf("lsm: preallocate WAL %s: %w", name, err))
+			}
 			db.opts.Logger.Debug("lsm: preallocate WAL", "file", name, "err", err)
 		}
 	}
-	if err := db.fs.SyncDir(db.dir); err != nil {
-		f.Close()
-		return fmt.Errorf("lsm: sync dir for WAL %s: %w", name, err)
+	if err := db.syncDir(); err != nil {
+		return fail(fmt.Errorf("lsm: sync dir for WAL %s: %w", name, err))
 	}
-	db.wal = &walWriter{f: f, num: num, name: name}
+	w := &walWriter{f: f, num: num, name: name}
 	// The header reaches the disk with the first synced record (or the
 	// sync before the next rotation); a crash before that leaves an empty
 	// or zero file, which replays as no records.
-	if err := db.wal.write(walFileHeader()); err != nil {
-		f.Close()
-		return err
+	if err := w.write(walFileHeader()); err != nil {
+		return fail(err)
 	}
-	return nil
+	return w, nil
 }
 
 // writeManifest records tables (newest first) and the oldest needed WAL.
@@ -378,11 +409,44 @@ func (db *DB) writeManifest(logNum uint64, tables []*table) error {
 	for _, t := range tables {
 		m.tables = append(m.tables, manifestTable{t.num, uint64(t.size)})
 	}
-	if err := writeFileAtomic(db.fs, db.dir, manifestName, m.encode()); err != nil {
+	if err := replaceFile(db.fs, db.dir, manifestName, m.encode()); err != nil {
 		return err
 	}
 	db.stats.manifestWrites.Add(1)
+	if err := db.syncDirInPlace(); err != nil {
+		return &inPlaceError{fmt.Errorf("lsm: sync dir after writing %s: %w", manifestName, err)}
+	}
 	return nil
+}
+
+// inPlaceError is a manifest update that failed after the new manifest was
+// renamed into place: the next Open may read it, so the tables it names
+// must be kept. It is never transient (syncDirInPlace retries those).
+type inPlaceError struct{ err error }
+
+func (e *inPlaceError) Error() string { return e.err.Error() }
+func (e *inPlaceError) Unwrap() error { return e.err }
+
+// syncDirInPlace syncs the directory after a manifest was renamed into
+// place. A transient failure (the directory could not be opened) is retried
+// with backoff while the DB runs, until it works, a sync fails, or Close
+// begins; it counts as a failing flush meanwhile, so that a rotation
+// waiting for a flush gives up.
+func (db *DB) syncDirInPlace() error {
+	b := newBackoff(&db.opts)
+	for {
+		err := db.syncDir()
+		if err == nil || !isTransient(err) || !db.running.Load() {
+			return err
+		}
+		db.opts.Logger.Warn("lsm: cannot sync the directory after a manifest update; retrying", "err", err)
+		db.setFlushFailing(err)
+		select {
+		case <-time.After(b.next()):
+		case <-db.closing:
+			return err
+		}
+	}
 }
 
 // writeTable writes a table through a synced temporary file, renames it
@@ -413,7 +477,7 @@ func (db *DB) writeTable(num uint64, fill func(w *tableWriter) error) (*table, e
 		return fail(fmt.Errorf("lsm: write table %s: %w", name, err))
 	}
 	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("lsm: sync table %s: %w", name, err))
+		return fail(fmt.Errorf("lsm: sync table %s: %w", name, &syncError{err}))
 	}
 	if err := f.Close(); err != nil {
 		db.fs.Remove(tmp)
@@ -423,7 +487,9 @@ func (db *DB) writeTable(num uint64, fill func(w *tableWriter) error) (*table, e
 		db.fs.Remove(tmp)
 		return nil, fmt.Errorf("lsm: rename table %s: %w", name, err)
 	}
-	if err := db.fs.SyncDir(db.dir); err != nil {
+	if err := db.syncDir(); err != nil {
+		// Nothing names the table yet: drop it.
+		db.fs.Remove(path)
 		return nil, fmt.Errorf("lsm: sync dir for table %s: %w", name, err)
 	}
 	db.stats.tableBytesWritten.Add(size)
@@ -461,9 +527,12 @@ func (db *DB) errReadOnly() error {
 // the record is durable before Apply returns; concurrent calls share one WAL
 // write and one fsync (group commit). The DB copies rec's slices.
 //
-// An I/O error on the write path fails the Apply that met it (the record
-// may or may not survive a restart) and makes every later Apply fail with
-// ErrReadOnly.
+// An I/O error on the write path fails the Apply that met it. A transient
+// one (ErrTransient: out of file descriptors, disk full) was cut back out
+// of the WAL, so the record does not survive a restart, and later Applies
+// fail with ErrTransient until the write path recovers by itself (see
+// Writable). Any other may or may not leave the record after a restart and
+// makes every later Apply fail with ErrReadOnly.
 func (db *DB) Apply(rec Record) (held Version, applied bool, err error) {
 	if err := checkRecord(&rec); err != nil {
 		return Version{}, false, err
@@ -708,7 +777,9 @@ func (db *DB) snapshot(start, end []byte, atSnapshot func()) ([]iterator, *versi
 }
 
 // Flush writes the memtable to a table now and returns once every record
-// applied before the call is in a table.
+// applied before the call is in a table. If a flush fails transiently
+// meanwhile, it returns an error wrapping ErrTransient at once; the flusher
+// goes on retrying in the background.
 func (db *DB) Flush() error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
@@ -718,6 +789,9 @@ func (db *DB) Flush() error {
 	if db.readOnlyErr() != nil {
 		return db.errReadOnly()
 	}
+	// Flushes go oldest first: a failure after this point means ours
+	// has not happened yet.
+	failed := db.flushState.failures()
 	req := &commitReq{kind: reqRotate, done: make(chan error, 1)}
 	db.commitCh <- req
 	if err := <-req.done; err != nil {
@@ -728,14 +802,20 @@ func (db *DB) Flush() error {
 	}
 	select {
 	case <-req.imm.flushed:
-		return req.imm.flushErr
 	case <-db.roCh:
-		// The memtable may have made it before the DB failed.
-		if isClosed(req.imm.flushed) {
-			return req.imm.flushErr
-		}
-		return db.errReadOnly()
+	case <-failed:
+	case <-db.closing:
 	}
+	// The memtable may have made it before the DB failed.
+	switch {
+	case isClosed(req.imm.flushed):
+		return req.imm.flushErr
+	case db.readOnlyErr() != nil:
+		return db.errReadOnly()
+	case isClosed(db.closing):
+		return ErrClosed
+	}
+	return transientErr(db.flushState.get())
 }
 
 // Close waits for the Apply calls in flight, stops the background work
@@ -743,6 +823,7 @@ func (db *DB) Flush() error {
 // the tables and the directory lock. Records not yet in a table stay in the
 // WAL and are replayed by the next Open. A second Close returns ErrClosed.
 func (db *DB) Close() error {
+	db.closeOnce.Do(func() { close(db.closing) })
 	db.closeMu.Lock()
 	if db.closed {
 		db.closeMu.Unlock()
@@ -782,8 +863,15 @@ func (db *DB) commitLoop() {
 		tick = t.C
 	}
 	batch := make([]*commitReq, 0, maxCommitBatch)
+	var heal <-chan time.Time // armed while the write path is stalled
 	for {
+		if heal == nil && db.stalledErr() != nil && db.readOnlyErr() == nil {
+			heal = time.After(time.Until(db.healAt))
+		}
 		select {
+		case <-heal:
+			heal = nil
+			db.heal()
 		case req, ok := <-db.commitCh:
 			if !ok {
 				db.closeWAL()
@@ -828,6 +916,13 @@ func (db *DB) commitLoop() {
 	}
 }
 
+// refuse answers every request of g with err.
+func refuse(g []*commitReq, err error) {
+	for _, r := range g {
+		r.done <- err
+	}
+}
+
 func (db *DB) syncWAL() error {
 	start := time.Now()
 	err := db.wal.sync()
@@ -847,11 +942,15 @@ func (db *DB) closeWAL() {
 }
 
 func (db *DB) commitGroup(g []*commitReq) {
+	if db.stalledErr() != nil {
+		db.heal()
+	}
 	if db.readOnlyErr() != nil {
-		err := db.errReadOnly()
-		for _, r := range g {
-			r.done <- err
-		}
+		refuse(g, db.errReadOnly())
+		return
+	}
+	if err := db.stalledErr(); err != nil {
+		refuse(g, transientErr(err))
 		return
 	}
 	var buf []byte
@@ -868,6 +967,7 @@ func (db *DB) commitGroup(g []*commitReq) {
 			db.walBuf = nil
 		}
 	}
+	start := db.wal.size
 	err := db.wal.write(buf)
 	if err == nil && db.opts.Sync == SyncAlways {
 		err = db.syncWAL()
@@ -875,10 +975,17 @@ func (db *DB) commitGroup(g []*commitReq) {
 	db.stats.commitGroups.Add(1)
 	db.stats.walBytes.Add(uint64(len(buf)))
 	if err != nil {
-		db.setReadOnly(err)
-		for _, r := range g {
-			r.done <- err
+		if isTransient(err) {
+			// The group never reached the memtable; take it out of the
+			// WAL too (transient.go).
+			if cerr := db.wal.cutBack(start); cerr != nil {
+				err = fmt.Errorf("%w (and undoing it failed: %w)", err, cerr)
+				db.setReadOnly(err)
+				refuse(g, err)
+				return
+			}
 		}
+		refuse(g, db.writeFailed(err))
 		return
 	}
 	// OnApply runs under the same lock as the inserts, so that every
@@ -899,20 +1006,38 @@ func (db *DB) commitGroup(g []*commitReq) {
 		r.done <- nil
 	}
 	if full {
-		if _, err := db.rotate(); err != nil {
-			db.setReadOnly(err)
+		// The group is committed whatever happens here; a rotation that
+		// fails stalls the writes that follow, so that the memtable does
+		// not outgrow its bound.
+		if _, err := db.rotate(false); err != nil {
+			db.writeFailed(err)
 		}
 	}
 }
 
 func (db *DB) handleRotate(req *commitReq) {
+	if db.stalledErr() != nil {
+		db.heal()
+	}
 	if db.readOnlyErr() != nil {
 		req.done <- db.errReadOnly()
 		return
 	}
-	imm, err := db.rotate()
+	if err := db.stalledErr(); err != nil {
+		req.done <- transientErr(err)
+		return
+	}
+	imm, err := db.rotate(false)
 	if err != nil {
-		db.setReadOnly(err)
+		// A Flush asked for this rotation, not a full memtable: the
+		// current WAL and memtable take writes as before, and only the
+		// Flush fails on a transient error.
+		if isTransient(err) {
+			db.stats.transientErrors.Add(1)
+			err = transientErr(err)
+		} else {
+			db.setReadOnly(err)
+		}
 		req.done <- err
 		return
 	}
@@ -921,9 +1046,13 @@ func (db *DB) handleRotate(req *commitReq) {
 }
 
 // rotate freezes the memtable and starts a new one with a new WAL. It
-// returns the newest immutable memtable (nil if there is none), stalling
-// while too many wait for their flush.
-func (db *DB) rotate() (*memtable, error) {
+// returns the newest immutable memtable (nil if there is none). An empty
+// memtable is left as it is, unless fresh is set: then it moves to a new
+// WAL file, and the old one, which holds no record, is removed (the heal of
+// a stalled write path, transient.go). It waits while too many frozen
+// memtables wait for their flush, unless the flusher is failing: then it
+// fails with the flusher's error. On failure nothing has changed.
+func (db *DB) rotate(fresh bool) (*memtable, error) {
 	db.mu.RLock()
 	empty := db.mem.count == 0
 	var last *memtable
@@ -931,8 +1060,15 @@ func (db *DB) rotate() (*memtable, error) {
 		last = db.imms[len(db.imms)-1]
 	}
 	db.mu.RUnlock()
-	if empty {
+	if empty && !fresh {
 		return last, nil
+	}
+	// Wait for room first: once the new WAL is current, the memtable must
+	// freeze with it, or it would span two WAL files.
+	if !empty {
+		if err := db.waitForFlush(); err != nil {
+			return nil, err
+		}
 	}
 	// Sync the old WAL so that only the newest WAL can end torn.
 	if db.wal.dirty {
@@ -941,25 +1077,55 @@ func (db *DB) rotate() (*memtable, error) {
 		}
 	}
 	old := db.wal
-	if err := db.openWAL(db.newFileNum()); err != nil {
+	w, err := db.openWAL(db.newFileNum())
+	if err != nil {
 		return nil, err
 	}
+	db.wal = w
 	old.f.Close()
 
 	db.mu.Lock()
-	if len(db.imms) >= maxImmutable {
-		start := time.Now()
-		for len(db.imms) >= maxImmutable && db.readOnlyErr() == nil && !isClosed(db.quit) {
-			db.immCond.Wait()
-		}
-		db.stats.recordStall(time.Since(start))
+	imm := last
+	if !empty {
+		imm = db.mem
+		db.imms = append(db.imms, imm)
 	}
-	imm := db.mem
-	db.imms = append(db.imms, imm)
-	db.mem = newMemtable(db.wal.num)
+	db.mem = newMemtable(w.num)
 	db.mu.Unlock()
+	if empty {
+		if err := db.fs.Remove(join(db.dir, old.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			db.opts.Logger.Warn("lsm: remove empty WAL", "file", old.name, "err", err)
+		}
+		return imm, nil
+	}
 	kick(db.flushCh)
 	return imm, nil
+}
+
+// waitForFlush waits until fewer than maxImmutable frozen memtables wait
+// for their flush. It fails at once if the DB is read-only or the flusher
+// is failing (transiently: the error says so).
+func (db *DB) waitForFlush() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if len(db.imms) < maxImmutable {
+		return nil
+	}
+	start := time.Now()
+	defer func() { db.stats.recordStall(time.Since(start)) }()
+	for len(db.imms) >= maxImmutable {
+		if db.readOnlyErr() != nil {
+			return db.errReadOnly()
+		}
+		if err := db.flushState.get(); err != nil {
+			return fmt.Errorf("lsm: %d memtables wait for a flush that fails: %w", len(db.imms), err)
+		}
+		if isClosed(db.quit) {
+			return ErrClosed
+		}
+		db.immCond.Wait()
+	}
+	return nil
 }
 
 func isClosed(c chan struct{}) bool {
@@ -978,23 +1144,43 @@ func kick(c chan struct{}) {
 	}
 }
 
-// flushLoop writes immutable memtables to tables, oldest first.
+// flushLoop writes immutable memtables to tables, oldest first. A
+// transient failure is retried with backoff; any other makes the DB
+// read-only.
 func (db *DB) flushLoop() {
 	defer db.bgWG.Done()
+	wait := newBackoff(&db.opts)
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-db.flushCh:
+		case <-retry:
 		case <-db.quit:
 			return
 		}
+		retry = nil
 		for !isClosed(db.quit) && db.readOnlyErr() == nil {
 			did, err := db.flushOne()
 			if err != nil {
+				if isClosed(db.closing) {
+					break // the memtables stay in their WALs
+				}
+				if isTransient(err) {
+					d := wait.next()
+					db.opts.Logger.Warn("lsm: flush failed; retrying", "in", d, "err", err)
+					db.setFlushFailing(err)
+					retry = time.After(d)
+					break
+				}
 				db.opts.Logger.Error("lsm: flush failed", "err", err)
 				db.setReadOnly(err)
 				db.failImmutables(err)
 				break
 			}
+			if db.clearFlushFailing() {
+				db.opts.Logger.Info("lsm: flush recovered")
+			}
+			wait.reset()
 			if !did {
 				break
 			}
@@ -1004,35 +1190,59 @@ func (db *DB) flushLoop() {
 }
 
 // compactLoop runs the compactions that are due and those requested, and
-// quarantines the corrupt tables reads report.
+// quarantines the corrupt tables reads report. A compaction that fails
+// transiently is tried again after a backoff.
 func (db *DB) compactLoop() {
 	defer db.bgWG.Done()
+	wait := newBackoff(&db.opts)
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-db.compactKick:
+		case <-retry:
+			retry = nil
 		case req := <-db.compactCh:
 			inputs, err := db.manualCompact(req)
 			if err != nil {
-				db.handleCompactionError(err, inputs)
+				if db.handleCompactionError(err, inputs) {
+					err = transientErr(err)
+				}
 			}
 			req.done <- err
 		case q := <-db.qCh:
 			if err := db.quarantineTable(q.t, q.err); err != nil {
-				db.setReadOnly(err)
+				if isTransient(err) {
+					// The next read of the table asks again.
+					db.opts.Logger.Warn("lsm: quarantine failed; retried when the table is read again", "table", q.t.name, "err", err)
+				} else {
+					db.setReadOnly(err)
+				}
 			}
 			continue
 		case <-db.quit:
 			return
 		}
+		if retry != nil {
+			continue // backing off; the timer runs the due compactions
+		}
 		for !isClosed(db.quit) && db.readOnlyErr() == nil && !db.noCompact.Load() {
 			inputs, err := db.compactOnce()
 			if err != nil {
-				db.handleCompactionError(err, inputs)
 				if errors.Is(err, errAborted) {
 					return
 				}
+				if db.handleCompactionError(err, inputs) {
+					d := wait.next()
+					db.opts.Logger.Warn("lsm: compaction failed; retrying", "in", d, "err", err)
+					retry = time.After(d)
+					break
+				}
 				continue
 			}
+			if db.compactErr.Swap(nil) != nil {
+				db.opts.Logger.Info("lsm: compaction recovered")
+			}
+			wait.reset()
 			if inputs == nil {
 				break
 			}
@@ -1085,6 +1295,13 @@ func (db *DB) install(edit func([]*table) ([]*table, error), flushed *memtable, 
 	return nil
 }
 
+// manifestInPlace reports whether a failed install left its manifest in
+// place, naming its new tables: they must stay on disk.
+func manifestInPlace(err error) bool {
+	var ip *inPlaceError
+	return errors.As(err, &ip)
+}
+
 // failImmutables wakes Flush callers waiting for memtables that will not be
 // flushed.
 func (db *DB) failImmutables(err error) {
@@ -1119,7 +1336,7 @@ func (db *DB) flushOne() (bool, error) {
 	err = db.install(func(ts []*table) ([]*table, error) {
 		return append([]*table{t}, ts...), nil
 	}, imm, nil)
-	if err != nil {
+	if err != nil && !manifestInPlace(err) {
 		t.obsolete.Store(true)
 	}
 	t.unref() // the version holds it now

@@ -32,9 +32,14 @@
 // it). A tombstone, by contrast, is a version: only newer writes beat it.
 //
 // An I/O error on the write path (WAL write or sync, table write, manifest
-// update) fails the Apply (or ApplyBatch) that met it and leaves the DB
-// read-only: every
-// later write fails with an error wrapping ErrReadOnly and the cause.
+// update) fails the Apply (or ApplyBatch) that met it. A transient one (out
+// of file descriptors, disk or quota full: EMFILE, ENFILE, ENOSPC, EDQUOT,
+// never from an fsync) stalls the write path: writes fail with an error
+// wrapping ErrTransient until a retry with backoff gets it going again,
+// with no reopen; a failed WAL write is cut back out of the WAL first, and
+// flushes and compactions are retried (transient.go tells the whole story).
+// Any other error leaves the DB read-only: every later write fails with an
+// error wrapping ErrReadOnly and the cause. DB.Writable says which holds.
 //
 // # Read path
 //

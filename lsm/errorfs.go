@@ -2,6 +2,7 @@ package lsm
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -26,9 +27,10 @@ const (
 	OpSize
 	OpClose
 	OpLock
+	OpTruncate
 )
 
-var opNames = [...]string{"create", "open", "remove", "rename", "mkdirall", "list", "syncdir", "write", "read", "sync", "size", "close", "lock"}
+var opNames = [...]string{"create", "open", "remove", "rename", "mkdirall", "list", "syncdir", "write", "read", "sync", "size", "close", "lock", "truncate"}
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -44,6 +46,8 @@ var (
 	EIO error = syscall.EIO
 	// ENOSPC is a full disk.
 	ENOSPC error = syscall.ENOSPC
+	// EMFILE is a process out of file descriptors.
+	EMFILE error = syscall.EMFILE
 	// errKilled is returned for every operation once ErrorFS.Kill was called.
 	errKilled = errors.New("lsm: file system killed (simulated process death)")
 )
@@ -218,6 +222,18 @@ func (f *errFile) Preallocate(size int64) error {
 		return p.Preallocate(size)
 	}
 	return nil
+}
+
+func (f *errFile) Truncate(size int64) error {
+	defer f.fs.mu.RUnlock()
+	if err := f.fs.begin(OpTruncate, f.name); err != nil {
+		return err
+	}
+	t, ok := f.f.(truncater)
+	if !ok {
+		return fmt.Errorf("%s: the inner file system cannot truncate", f.name)
+	}
+	return t.Truncate(size)
 }
 
 func (f *errFile) Sync() error {

@@ -8,9 +8,11 @@ import (
 	"testing"
 )
 
-// TestWriteErrors injects EIO and ENOSPC into the write path: the Apply (or
-// Flush) that meets the error fails with it, later writes fail with
-// ErrReadOnly, reads keep working, and a reopen loses no acknowledged record.
+// TestWriteErrors injects fatal errors into the write path (EIO anywhere;
+// any errno from an fsync): the Apply (or Flush) that meets the error fails
+// with it, later writes fail with ErrReadOnly, reads keep working, and a
+// reopen loses no acknowledged record. transient_test.go has the errors a
+// DB recovers from.
 func TestWriteErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -19,18 +21,21 @@ func TestWriteErrors(t *testing.T) {
 		err   error
 		flush bool // the error is met by Flush, not Apply
 	}{
-		{"WAL write EIO", OpWrite, ".log", EIO, false},
-		{"WAL write ENOSPC (short write)", OpWrite, ".log", ENOSPC, false},
+		{"WAL write EIO (short write)", OpWrite, ".log", EIO, false},
 		{"WAL sync EIO", OpSync, ".log", EIO, false},
-		{"table create ENOSPC", OpCreate, ".sst.tmp", ENOSPC, true},
-		{"table write ENOSPC", OpWrite, ".sst.tmp", ENOSPC, true},
+		{"WAL sync ENOSPC (a failed fsync is fatal whatever its errno)", OpSync, ".log", ENOSPC, false},
+		{"WAL sync EMFILE", OpSync, ".log", EMFILE, false},
+		{"table create EIO", OpCreate, ".sst.tmp", EIO, true},
+		{"table write EIO", OpWrite, ".sst.tmp", EIO, true},
 		{"table sync EIO", OpSync, ".sst.tmp", EIO, true},
+		{"table sync ENOSPC", OpSync, ".sst.tmp", ENOSPC, true},
 		{"table rename EIO", OpRename, ".sst", EIO, true},
-		{"manifest write ENOSPC", OpWrite, "MANIFEST.tmp", ENOSPC, true},
+		{"manifest write EIO", OpWrite, "MANIFEST.tmp", EIO, true},
 		{"manifest sync EIO", OpSync, "MANIFEST.tmp", EIO, true},
 		{"manifest rename EIO", OpRename, "MANIFEST", EIO, true},
 		{"new WAL create EIO", OpCreate, ".log", EIO, true},
 		{"dir sync EIO", OpSyncDir, "/db", EIO, true},
+		{"dir sync ENOSPC", OpSyncDir, "/db", ENOSPC, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,8 +93,8 @@ func TestWriteErrors(t *testing.T) {
 }
 
 // TestCompactionError fails the background compaction at each of its
-// write steps: the DB turns read-only, keeps serving reads, and a reopen has
-// everything.
+// write steps with a fatal error: the DB turns read-only, keeps serving
+// reads, and a reopen has everything.
 func TestCompactionError(t *testing.T) {
 	tests := []struct {
 		name string
@@ -97,11 +102,12 @@ func TestCompactionError(t *testing.T) {
 		file string
 		err  error
 	}{
-		{"table create ENOSPC", OpCreate, ".sst.tmp", ENOSPC},
-		{"table write ENOSPC", OpWrite, ".sst.tmp", ENOSPC},
+		{"table create EIO", OpCreate, ".sst.tmp", EIO},
+		{"table write EIO", OpWrite, ".sst.tmp", EIO},
 		{"table sync EIO", OpSync, ".sst.tmp", EIO},
+		{"table sync ENOSPC", OpSync, ".sst.tmp", ENOSPC},
 		{"table rename EIO", OpRename, ".sst", EIO},
-		{"manifest write ENOSPC", OpWrite, "MANIFEST.tmp", ENOSPC},
+		{"manifest write EIO", OpWrite, "MANIFEST.tmp", EIO},
 		{"manifest rename EIO", OpRename, "MANIFEST", EIO},
 	}
 	for _, tt := range tests {

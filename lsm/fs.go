@@ -50,6 +50,15 @@ type preallocator interface {
 	Preallocate(size int64) error
 }
 
+// truncater is implemented by files that can be cut back: after a failed
+// WAL write, the engine cuts the torn bytes off (then fsyncs) so that no
+// record can ever follow them in that file. Truncate cuts the file to size
+// bytes and moves the write position there. Without it, a failed WAL write
+// leaves the DB read-only.
+type truncater interface {
+	Truncate(size int64) error
+}
+
 // OSFS is the operating system's file system.
 type OSFS struct{}
 
@@ -61,6 +70,16 @@ func (f osFile) Size() (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
+}
+
+// Truncate implements truncater: it cuts the file to size bytes and moves
+// the write position there.
+func (f osFile) Truncate(size int64) error {
+	if err := f.File.Truncate(size); err != nil {
+		return err
+	}
+	_, err := f.Seek(size, io.SeekStart)
+	return err
 }
 
 // Create implements FS.

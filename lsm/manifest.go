@@ -77,30 +77,33 @@ func decodeManifest(b []byte) (manifest, error) {
 	return m, nil
 }
 
-// writeFileAtomic writes data to dir/name via a synced temporary file, a
-// rename and a directory sync.
-func writeFileAtomic(fsys FS, dir, name string, data []byte) error {
+// replaceFile writes data to dir/name via a synced temporary file and a
+// rename; the caller syncs the directory. On failure the temporary file is
+// removed and dir/name is as it was.
+func replaceFile(fsys FS, dir, name string, data []byte) error {
 	tmp := join(dir, name+".tmp")
 	f, err := fsys.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("lsm: create %s.tmp: %w", name, err)
 	}
-	if _, err := f.Write(data); err != nil {
+	fail := func(err error) error {
 		f.Close()
-		return fmt.Errorf("lsm: write %s.tmp: %w", name, err)
+		fsys.Remove(tmp)
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(fmt.Errorf("lsm: write %s.tmp: %w", name, err))
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("lsm: sync %s.tmp: %w", name, err)
+		return fail(fmt.Errorf("lsm: sync %s.tmp: %w", name, &syncError{err}))
 	}
 	if err := f.Close(); err != nil {
+		fsys.Remove(tmp)
 		return fmt.Errorf("lsm: close %s.tmp: %w", name, err)
 	}
 	if err := fsys.Rename(tmp, join(dir, name)); err != nil {
+		fsys.Remove(tmp)
 		return fmt.Errorf("lsm: rename %s.tmp: %w", name, err)
-	}
-	if err := fsys.SyncDir(dir); err != nil {
-		return fmt.Errorf("lsm: sync dir after writing %s: %w", name, err)
 	}
 	return nil
 }

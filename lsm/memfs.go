@@ -332,4 +332,23 @@ func (f *memFile) Size() (int64, error) {
 	return int64(len(f.node.data)), nil
 }
 
+// Truncate cuts the file to size bytes; later writes append from there. The
+// cut is durable at the next Sync, like a write.
+func (f *memFile) Truncate(size int64) error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.check(); err != nil {
+		return err
+	}
+	if !f.w {
+		return fmt.Errorf("%s: truncate on read-only file", f.name)
+	}
+	if size < 0 || size > int64(len(f.node.data)) {
+		return fmt.Errorf("%s: truncate to %d of a %d-byte file", f.name, size, len(f.node.data))
+	}
+	f.node.data = f.node.data[:size:size]
+	f.node.syncedLen = min(f.node.syncedLen, int(size))
+	return nil
+}
+
 func (f *memFile) Close() error { return nil }

@@ -56,6 +56,8 @@ const (
 	DefaultMemtableBytes   = 4 << 20
 	DefaultTombstoneGrace  = 240 * time.Hour
 	DefaultBlockCacheBytes = 8 << 20
+	DefaultRetryBackoff    = 100 * time.Millisecond
+	DefaultRetryBackoffMax = 5 * time.Second
 )
 
 // Options configure a DB. The zero value of every field except Dir is
@@ -98,6 +100,14 @@ type Options struct {
 	// carry on without it, instead of failing. The records it held are then
 	// missing (or older versions show) until replicas repair them.
 	QuarantineCorrupt bool
+	// RetryBackoff is the wait before the first retry after a transient
+	// failure (ErrTransient: out of file descriptors, disk full) of the
+	// write path, a flush or a compaction; each failed retry doubles it, up
+	// to RetryBackoffMax. Default 100ms and 5s: a store recovers within
+	// seconds of the cause going away, and a lasting one costs a few
+	// failed opens a second.
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
 	// Logger receives background events (flushes, compactions, errors);
 	// nil discards them.
 	Logger *slog.Logger
@@ -151,6 +161,18 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("lsm: negative Options.TombstoneGrace %v", o.TombstoneGrace))
 	} else if o.TombstoneGrace == 0 {
 		o.TombstoneGrace = DefaultTombstoneGrace
+	}
+	if o.RetryBackoff < 0 || o.RetryBackoffMax < 0 {
+		errs = append(errs, fmt.Errorf("lsm: negative Options.RetryBackoff %v or RetryBackoffMax %v", o.RetryBackoff, o.RetryBackoffMax))
+	}
+	if o.RetryBackoff == 0 {
+		o.RetryBackoff = DefaultRetryBackoff
+	}
+	if o.RetryBackoffMax == 0 {
+		o.RetryBackoffMax = max(DefaultRetryBackoffMax, o.RetryBackoff)
+	}
+	if o.RetryBackoffMax < o.RetryBackoff {
+		errs = append(errs, fmt.Errorf("lsm: Options.RetryBackoffMax %v is below RetryBackoff %v", o.RetryBackoffMax, o.RetryBackoff))
 	}
 	if o.BlockCacheBytes == 0 {
 		o.BlockCacheBytes = DefaultBlockCacheBytes

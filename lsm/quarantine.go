@@ -78,7 +78,7 @@ func (db *DB) quarantineTable(t *table, cause error) error {
 	// would remove the file as an orphan.
 	if err := db.fs.Rename(t.path, t.path+quarantineSuffix); err != nil {
 		db.opts.Logger.Error("lsm: move quarantined table aside", "table", t.name, "err", err)
-	} else if err := db.fs.SyncDir(db.dir); err != nil {
+	} else if err := db.syncDir(); err != nil {
 		db.opts.Logger.Error("lsm: sync dir after quarantine", "table", t.name, "err", err)
 	}
 	return nil
@@ -93,27 +93,35 @@ type qReq struct {
 
 // handleCompactionError decides what a failed compaction means: a corrupt
 // input is quarantined (with QuarantineCorrupt) or halts compaction (the
-// store keeps serving and taking writes; nothing is merged any more); any
-// other error is a write-path failure and makes the DB read-only.
-func (db *DB) handleCompactionError(err error, inputs []*table) {
+// store keeps serving and taking writes; nothing is merged any more); a
+// transient error (transient.go) is recorded and the result is true: the
+// caller retries later; any other error is a write-path failure and makes
+// the DB read-only.
+func (db *DB) handleCompactionError(err error, inputs []*table) (retry bool) {
 	if errors.Is(err, errAborted) {
-		return
+		return false
 	}
 	if errors.Is(err, ErrCorrupt) {
 		if t := corruptTable(err, inputs); t != nil && db.opts.QuarantineCorrupt {
 			if qerr := db.quarantineTable(t, err); qerr == nil {
-				return
+				return false
 			} else {
 				err = qerr
 			}
 		} else {
 			db.opts.Logger.Error("lsm: compaction met corrupt data; compactions halted", "err", err)
 			db.noCompact.Store(true)
-			return
+			return false
 		}
+	}
+	if isTransient(err) {
+		db.stats.transientErrors.Add(1)
+		db.compactErr.Store(&err)
+		return true
 	}
 	db.opts.Logger.Error("lsm: compaction failed", "err", err)
 	db.setReadOnly(err)
+	return false
 }
 
 // Check reads every block of every live table and verifies its checksum and

@@ -73,8 +73,15 @@ var (
 	// ErrClosed means the DB has been closed.
 	ErrClosed = errors.New("lsm: closed")
 	// ErrReadOnly means an earlier I/O error on the write path left the DB
-	// refusing writes; it must be reopened.
+	// refusing writes; it must be reopened. Failed fsyncs, corruption and
+	// errors the engine does not know to be temporary do this.
 	ErrReadOnly = errors.New("lsm: read-only after write error")
+	// ErrTransient means a write failed for a reason that may pass without a
+	// restart: the process is out of file descriptors (EMFILE, ENFILE) or
+	// the disk or quota is full (ENOSPC, EDQUOT). The DB retries in the
+	// background and takes writes again once it can (DB.Writable); the
+	// wrapped error says what failed.
+	ErrTransient = errors.New("lsm: write path failing for now")
 )
 
 // ErrUnsupported means a file carries a format version this code does not

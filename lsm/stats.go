@@ -77,9 +77,23 @@ type Stats struct {
 	// QuarantineCorrupt: nothing is merged any more.
 	CompactionHalted bool
 
-	// ReadOnly is the write-path error that made the DB refuse writes, or
-	// nil.
+	// ReadOnly is the write-path error that made the DB refuse writes for
+	// good, or nil.
 	ReadOnly error
+	// Stalled is the transient error (out of file descriptors, disk full)
+	// writes fail with for now, or nil: the DB retries in the background
+	// and clears it once writes go through again (DB.Writable).
+	Stalled error
+	// FlushRetrying and CompactionRetrying are the transient errors the
+	// last flush and the last compaction failed with while they are being
+	// retried, or nil.
+	FlushRetrying      error
+	CompactionRetrying error
+	// TransientErrors counts transient failures met (of writes,
+	// rotations, flushes, compactions, retries included); Recoveries
+	// counts stalls of the write path that ended without a restart.
+	TransientErrors uint64
+	Recoveries      uint64
 }
 
 // SyncHistBuckets is the number of buckets of Stats.WALSyncHist.
@@ -91,6 +105,7 @@ type dbStats struct {
 	flushes, compactions, compRead, compWritten   atomic.Uint64
 	tableBytesWritten, manifestWrites, blockReads atomic.Uint64
 	bloomUseful, bloomUseless                     atomic.Uint64
+	transientErrors, recoveries                   atomic.Uint64
 
 	mu        sync.Mutex
 	syncs     uint64
@@ -175,5 +190,12 @@ func (db *DB) Stats() Stats {
 	db.qmu.Unlock()
 	st.CompactionHalted = db.noCompact.Load()
 	st.ReadOnly = db.readOnlyErr()
+	st.Stalled = db.stalledErr()
+	st.FlushRetrying = db.flushState.get()
+	if p := db.compactErr.Load(); p != nil {
+		st.CompactionRetrying = *p
+	}
+	st.TransientErrors = db.stats.transientErrors.Load()
+	st.Recoveries = db.stats.recoveries.Load()
 	return st
 }

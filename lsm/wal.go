@@ -219,8 +219,25 @@ func (w *walWriter) write(b []byte) error {
 
 func (w *walWriter) sync() error {
 	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("lsm: sync WAL %s: %w", w.name, err)
+		return fmt.Errorf("lsm: sync WAL %s: %w", w.name, &syncError{err})
 	}
 	w.dirty = false
 	return nil
+}
+
+// cutBack undoes a failed write: it cuts the file back to size, the offset
+// before the write, and fsyncs, so that neither a torn frame nor a whole
+// frame of the failed write can be replayed, and nothing can be appended
+// after them. Any error leaves the WAL in an unknown state.
+func (w *walWriter) cutBack(size int64) error {
+	t, ok := w.f.(truncater)
+	if !ok {
+		return fmt.Errorf("lsm: cannot cut WAL %s back to offset %d: its file system cannot truncate", w.name, size)
+	}
+	if err := t.Truncate(size); err != nil {
+		return fmt.Errorf("lsm: cut WAL %s back to offset %d: %w", w.name, size, err)
+	}
+	w.size = size
+	w.dirty = true
+	return w.sync()
 }

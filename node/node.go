@@ -347,7 +347,7 @@ func (n *Node) LocalApply(rec lsm.Record) (held lsm.Version, applied bool, err e
 	n.clock.observe(rec.Version.Counter)
 	held, applied, err = n.store.Apply(rec)
 	if err != nil {
-		return held, applied, fmt.Errorf("node: local apply: %w", err)
+		return held, applied, fmt.Errorf("node: local apply: %w", storeWriteErr(err))
 	}
 	return held, applied, nil
 }

@@ -61,6 +61,7 @@ type procNode struct {
 	id      string
 	args    []string
 	env     []string // added to the test's environment without KVS_*
+	wrap    []string // a command the binary runs under (prlimit ...), if any
 	httpURL string
 	logPath string
 	cmd     *exec.Cmd
@@ -76,6 +77,9 @@ func (p *procNode) start() {
 	}
 	fmt.Fprintf(logf, "=== start %s at %s\n", p.id, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(kvsBinary, p.args...)
+	if len(p.wrap) > 0 {
+		cmd = exec.Command(p.wrap[0], append(append(p.wrap[1:len(p.wrap):len(p.wrap)], kvsBinary), p.args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(cleanEnv(), p.env...)
 	if err := cmd.Start(); err != nil {

@@ -59,6 +59,7 @@ type serveOptions struct {
 	downAfter        time.Duration
 	reqTimeout       time.Duration
 	shutdownAfter    time.Duration
+	maxConns         int // 0: from the descriptor limit (defaultMaxConns); negative: no limit
 	logLevel         string
 	logFormat        string
 	pprofAddr        string // --pprof: loopback address of the profiling listener, "" off
@@ -115,6 +116,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "down-after", Usage: "silence after which a peer is down (default 3 gossip intervals)", EnvVars: envVars("down-after")},
 		&cli.DurationFlag{Name: "request-timeout", Value: node.DefaultRequestTimeout, Usage: "timeout of one request to one replica", EnvVars: envVars("request-timeout")},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "how long shutdown waits for in-flight HTTP requests", EnvVars: envVars("shutdown-timeout")},
+		&cli.IntFlag{Name: "max-conns", Usage: "HTTP connections open at once; more wait, and idle keep-alive ones are closed to make room (0: half the file descriptor limit after 64 kept for the store and NATS; negative: no limit)", EnvVars: envVars("max-conns")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envVars("log-level")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envVars("log-format")},
 		&cli.StringFlag{Name: "pprof", Usage: "serve Go's pprof profiles on this loopback `host:port` (for instance 127.0.0.1:6060); off by default", EnvVars: envVars("pprof")},
@@ -181,6 +183,7 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		downAfter:        c.Duration("down-after"),
 		reqTimeout:       c.Duration("request-timeout"),
 		shutdownAfter:    c.Duration("shutdown-timeout"),
+		maxConns:         c.Int("max-conns"),
 		logLevel:         c.String("log-level"),
 		logFormat:        c.String("log-format"),
 		pprofAddr:        c.String("pprof"),
@@ -332,6 +335,12 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	// bus and node name the node in their own logs; the rest do here.
 	log := base.With("node", o.id)
 	logListenSecurity(log, o)
+	maxConns := o.maxConns
+	if maxConns == 0 {
+		soft, _, ok := fdLimit()
+		maxConns = defaultMaxConns(soft, ok)
+	}
+	logFDLimit(log, maxConns)
 
 	// Everything opened is closed in reverse order, also on a failed start.
 	var closers []func() error
@@ -464,8 +473,16 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	if err != nil {
 		return err
 	}
+	var httpLn net.Listener = ln
+	var connState func(net.Conn, http.ConnState)
+	if maxConns > 0 {
+		cl := newConnLimiter(ln, maxConns)
+		reg.MustRegister(cl.collectors()...)
+		httpLn, connState = cl, cl.ConnState
+	}
 	srv := &http.Server{
 		Handler:           gw,
+		ConnState:         connState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -474,7 +491,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 	served := make(chan error, 1)
-	go func() { served <- serveHTTP(srv, ln, o.tls) }()
+	go func() { served <- serveHTTP(srv, httpLn, o.tls) }()
 	log.Info("serving",
 		"http", ln.Addr().String(),
 		"tls", o.tls != nil,

@@ -46,12 +46,27 @@ var storeMetrics = []storeMetric{
 	{"write_stalls_total", "Writes that waited for a flush.", prometheus.CounterValue, func(s *lsm.Stats) float64 { return float64(s.WriteStalls) }},
 	{"write_stall_seconds_total", "Time writes spent waiting for flushes.", prometheus.CounterValue, func(s *lsm.Stats) float64 { return s.WriteStallTime.Seconds() }},
 	{"quarantined_tables", "Corrupt tables moved aside; their keys are served by other replicas.", prometheus.GaugeValue, func(s *lsm.Stats) float64 { return float64(len(s.Quarantined)) }},
-	{"read_only", "1 when a write-path I/O error has left the store refusing writes.", prometheus.GaugeValue, func(s *lsm.Stats) float64 {
-		if s.ReadOnly != nil {
-			return 1
-		}
-		return 0
+	{"read_only", "1 when a write-path I/O error has left the store refusing writes until a restart.", prometheus.GaugeValue, func(s *lsm.Stats) float64 {
+		return boolValue(s.ReadOnly != nil)
 	}},
+	{"write_stalled", "1 while writes fail on a transient error (out of file descriptors, disk full) the store retries in the background.", prometheus.GaugeValue, func(s *lsm.Stats) float64 {
+		return boolValue(s.Stalled != nil)
+	}},
+	{"flush_retrying", "1 while flushes fail on a transient error and are retried.", prometheus.GaugeValue, func(s *lsm.Stats) float64 {
+		return boolValue(s.FlushRetrying != nil)
+	}},
+	{"compaction_retrying", "1 while compactions fail on a transient error and are retried.", prometheus.GaugeValue, func(s *lsm.Stats) float64 {
+		return boolValue(s.CompactionRetrying != nil)
+	}},
+	{"transient_errors_total", "Transient write-path failures (out of file descriptors, disk full), retries included.", prometheus.CounterValue, func(s *lsm.Stats) float64 { return float64(s.TransientErrors) }},
+	{"write_recoveries_total", "Stalls of the write path that ended without a restart.", prometheus.CounterValue, func(s *lsm.Stats) float64 { return float64(s.Recoveries) }},
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // walSyncDesc is the fsync latency histogram, built from Stats.WALSyncHist.
