@@ -9,7 +9,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 COMPOSE_FILE := deploy/docker-compose.yml
 COMPOSE_PROJECT ?= kvs
 
-.PHONY: all build static run test test-short test-docker bench image up down fmt vet clean
+.PHONY: all build static run test test-short test-security test-docker bench image up down fmt vet clean
 
 all: build
 
@@ -29,6 +29,26 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# SECURITY_TESTS: the security and bad-input suite (README, "The security suite"),
+# one line per concern. They run in `make test` too.
+SECURITY_TESTS := \
+	TestServeFlags TestListenSecurityLog TestProcessProtectedDefaults \
+	TestSecretRequiredOnClients TestUserPasswordsGiven TestSysSeesNothingOfTheApplicationAccount TestNoSecretAnonymousIsWatch TestRouteWithoutSecretRefused TestRoutePortRefusesClientCredentials TestWatchReceivesGossipAndEvents TestWatchRefusedPublishOnInternalSubjects TestWatchRefusedSubscribeBeyondGossipAndEvents TestConfigUserPasswords TestServeNATSPasswordFlags TestNATSCredentialsCommand TestProcessNATSUsers \
+	TestTLSClusterRoutesRequestsAndJetStream TestTLSRouteFromOtherCARefused TestTLSRouteFromPlaintextRefused TestTLSClientPort TestTLSValidate TestServeTLSFlags TestClientCA TestProcessTLS \
+	TestAccess TestTokenComparisonIsConstantTime TestNewRejectsTokens TestServeClientTokenFlags TestCheckToken TestClientTokenFlags TestProcessClientTokens \
+	TestIsTransient TestTransientWALWrite TestTransientRotation TestTransientFlush TestTransientCompaction TestTransientManifestDirSync TestStoreWritable TestReadyzStoreUnwritable TestServerErrorsHideInternals TestRequestIDFromClient TestConnLimiterWaits TestConnLimiterClosesIdle TestProcessOutOfFileDescriptors TestProcessMaxConnsHoldsIdleConnectionsOff \
+	TestHintStoreCaps TestHintFloodStopsAtCap TestHintWindow TestHintsOfADownTargetExpire TestPutBodyMemoryFollowsBytesSent TestPutBodyGrows TestScanRequestsBounded \
+	TestValidSecret TestCheckSecret TestAdminSecretFile \
+	TestChangeFeedKeys TestNATSChangeFeed TestSelfHintRefusalWarnsOncePerMinute TestFirstRouteDialQuietAtStart TestRouteDialReportsOncePerMinute \
+	TestGatewayImportsNeitherStorageNorBus TestForgedHeartbeatsChangeNoMembership TestPprofServesProfiles TestCheckPprofAddr
+
+## test-security: only the security and bad-input suite (a subset of make test)
+SECURITY_RE = ^($(subst $(eval) ,|,$(strip $(SECURITY_TESTS))))$$
+test-security:
+	@want=$(words $(SECURITY_TESTS)); got=$$($(GO) test -list '$(SECURITY_RE)' ./... | grep -c '^Test'); \
+	  [ "$$got" = "$$want" ] || { echo "test-security: found $$got of the $$want tests in SECURITY_TESTS: one was renamed or removed"; exit 1; }
+	$(GO) test -race -count=1 -timeout 10m -run '$(SECURITY_RE)' ./...
 
 ## test-short: the quick subset (no process tests)
 test-short:
