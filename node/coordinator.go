@@ -222,10 +222,10 @@ func (n *Node) writeRound(ctx context.Context, rec lsm.Record, p plan, acceptNew
 	return newer, stale, nil
 }
 
-// replicate applies rec on replica id (locally for this node) and sends the
-// outcome to ch; a replica that fails gets a hint, unless it refused the
-// write as planned at a stale epoch (it is alive; the write is planned
-// again).
+// replicate applies rec on replica id (locally for this node, else through
+// the replica client) and sends the outcome to ch; a replica that fails
+// gets a hint, unless it refused the write as planned at a stale epoch (it
+// is alive; the write is planned again).
 func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []byte, p plan) {
 	var held lsm.Version
 	var err error
@@ -233,24 +233,17 @@ func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []b
 		if ferr := n.fence(p.epoch, func() { held, _, err = n.store.Apply(rec) }); ferr != nil {
 			err = ferr
 		}
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-		var rep []byte
-		rep, err = n.tr.Request(ctx, id, OpPut, req)
-		cancel()
 		if err == nil {
-			held, _, err = decodeAck(rep)
+			err = n.rc.checkHeld(held, rec.Version)
 		}
-	}
-	if err == nil && held.Less(rec.Version) {
-		err = fmt.Errorf("replica holds %v, older than the write's %v", held, rec.Version)
-	}
-	if err == nil && !n.observeReply(held) {
-		err = fmt.Errorf("replica holds %v, more than %v ahead of this node's clock", held, MaxClockAhead)
+		if err != nil {
+			n.rc.failed(OpPut, id, err)
+		}
+	} else {
+		held, err = n.rc.put(context.Background(), id, p.epoch, &rec, req)
 	}
 	ch <- ackResult{id: id, held: held, err: err}
 	if err != nil && !errors.Is(err, ErrStaleEpoch) {
-		n.met.replicaErrors.WithLabelValues(OpPut).Inc()
 		n.hint(id, rec, p.prefs)
 	}
 }
@@ -360,39 +353,31 @@ func newestOf(rs []getResult) *lsm.Record {
 	return newest
 }
 
-// fetch reads replica id's record of key.
+// fetch reads replica id's record of key (locally for this node, else
+// through the replica client).
 func (n *Node) fetch(id string, key, req []byte, epoch uint64) getResult {
 	res := getResult{id: id}
-	if id == n.self {
-		var rec lsm.Record
-		var err error
-		if ferr := n.fence(epoch, func() { rec, err = n.store.Get(key) }); ferr != nil {
-			err = ferr
-		}
-		switch {
-		case errors.Is(err, lsm.ErrNotFound):
-		case err != nil:
-			res.err = err
-		default:
-			res.rec, res.found = rec, true
-		}
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-		rep, err := n.tr.Request(ctx, id, OpGet, req)
-		cancel()
-		if err == nil {
-			res.rec, res.found, err = decodeGetReply(rep)
-		}
-		if err == nil && res.found && !bytes.Equal(res.rec.Key, key) {
-			err = fmt.Errorf("%w: reply for key %q", ErrMalformed, res.rec.Key)
-		}
+	if id != n.self {
+		res.rec, res.found, res.err = n.rc.get(context.Background(), id, epoch, key, req)
+		return res
+	}
+	var rec lsm.Record
+	var err error
+	if ferr := n.fence(epoch, func() { rec, err = n.store.Get(key) }); ferr != nil {
+		err = ferr
+	}
+	switch {
+	case errors.Is(err, lsm.ErrNotFound):
+	case err != nil:
 		res.err = err
+	default:
+		res.rec, res.found = rec, true
 	}
 	if res.err == nil && res.found && !n.observeReply(res.rec.Version) {
-		res.err = fmt.Errorf("replica holds %v, more than %v ahead of this node's clock", res.rec.Version, MaxClockAhead)
+		res.err = fmt.Errorf("%w: holds %v, more than %v ahead", errAhead, res.rec.Version, MaxClockAhead)
 	}
-	if res.err != nil && !errors.Is(res.err, ErrStaleEpoch) {
-		n.met.replicaErrors.WithLabelValues(OpGet).Inc()
+	if res.err != nil {
+		n.rc.failed(OpGet, id, res.err)
 	}
 	return res
 }
@@ -410,6 +395,7 @@ func (n *Node) readRepair(key []byte, got []getResult, ch <-chan getResult, rest
 		return
 	}
 	var req []byte
+	var epoch uint64
 	for _, res := range got {
 		if res.found && !res.rec.Version.Less(newest.Version) {
 			continue
@@ -422,17 +408,12 @@ func (n *Node) readRepair(key []byte, got []getResult, ch <-chan getResult, rest
 			continue
 		}
 		if req == nil {
-			req = encodePut(n.epoch(), newest)
+			epoch = n.epoch()
+			req = encodePut(epoch, newest)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-		rep, err := n.tr.Request(ctx, res.id, OpPut, req)
-		cancel()
-		if err == nil {
-			_, _, err = decodeAck(rep)
-		}
-		if err != nil {
-			n.log.Debug("read repair", "replica", res.id, "key", key, "err", err)
-		}
+		// A failure is the replica client's to count and log; anti-entropy
+		// repairs what read repair could not.
+		_, _ = n.rc.put(context.Background(), res.id, epoch, newest, req)
 	}
 }
 

@@ -85,6 +85,7 @@ type Node struct {
 	clock  *hlc
 	store  Store
 	tr     Transport
+	rc     *replicaClient // every data-path request to another replica (replicaclient.go)
 	mem    *membership
 	hints  *hintStore
 	met    *metrics
@@ -154,6 +155,7 @@ func New(cfg Config) (*Node, error) {
 
 		aePageBytes: aeKeysPageBytes,
 	}
+	n.rc = &replicaClient{n: n}
 	if cfg.MaxScanRequests > 0 {
 		n.scans = make(chan struct{}, cfg.MaxScanRequests)
 	}
