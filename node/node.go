@@ -155,7 +155,6 @@ func New(cfg Config) (*Node, error) {
 
 		aePageBytes: aeKeysPageBytes,
 	}
-	n.rc = &replicaClient{n: n}
 	if cfg.MaxScanRequests > 0 {
 		n.scans = make(chan struct{}, cfg.MaxScanRequests)
 	}
@@ -167,6 +166,7 @@ func New(cfg Config) (*Node, error) {
 	if n.met, err = newMetrics(n, cfg.Registerer); err != nil {
 		return nil, err
 	}
+	n.rc = newReplicaClient(n)
 	if err := n.loadLocalTopology(); err != nil {
 		return nil, err
 	}
@@ -198,7 +198,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return errors.New("node: already started")
 	}
 	for op, h := range map[string]Handler{
-		OpPut: n.handlePut, OpGet: n.handleGet, OpHint: n.handleHint,
+		OpPut: n.handlePut, OpGet: n.handleGet, OpHint: n.handleHint, OpBatch: n.handleBatch,
 		OpRoots: n.handleRoots, OpLeaves: n.handleLeaves, OpKeys: n.handleKeys, OpStream: n.handleStream,
 	} {
 		unsub, err := n.tr.Handle(op, h)
@@ -256,6 +256,7 @@ func (n *Node) Close() error {
 	}
 	n.loops.Wait()
 	n.bg.Wait()
+	n.rc.b.wait()
 	if err := n.hints.close(); err != nil {
 		return fmt.Errorf("node: close hint store: %w", err)
 	}

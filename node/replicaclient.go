@@ -33,8 +33,17 @@ var (
 //
 // The node's own replica is not reached through it: callers apply or read
 // locally, and use checkHeld and failed for the same checks and counting.
+//
+// Its put, get and hint requests travel through a batcher: on their own at
+// low load, in batches under load.
 type replicaClient struct {
 	n *Node
+	b *batcher
+}
+
+func newReplicaClient(n *Node) *replicaClient {
+	sizes := func(op string, k int) { n.met.batchRequests.WithLabelValues(op).Observe(float64(k)) }
+	return &replicaClient{n: n, b: newBatcher(n.tr, &n.cfg, sizes)}
 }
 
 // put sends rec, planned at epoch, to replica to and returns the version it
@@ -112,10 +121,15 @@ func (c *replicaClient) hint(ctx context.Context, to, target string, rec *lsm.Re
 }
 
 // request sends one request to replica to, bounded by RequestTimeout within
-// ctx. A reply that does not come wraps ErrUnreachable.
+// ctx: put, get and hint requests through the batcher, others (anti-entropy)
+// directly. A reply that does not come wraps ErrUnreachable.
 func (c *replicaClient) request(ctx context.Context, to, op string, req []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.n.cfg.RequestTimeout)
 	defer cancel()
+	switch op {
+	case OpPut, OpGet, OpHint:
+		return c.b.request(ctx, to, op, req)
+	}
 	return c.n.tr.Request(ctx, to, op, req)
 }
 
