@@ -38,8 +38,10 @@ func (f *fakeTransport) Request(ctx context.Context, to, op string, req []byte) 
 	return f.serve(ctx, op, req)
 }
 
-func (f *fakeTransport) Handle(string, Handler) (func() error, error) { return func() error { return nil }, nil }
-func (f *fakeTransport) Broadcast([]byte) error                      { return nil }
+func (f *fakeTransport) Handle(string, Handler) (func() error, error) {
+	return func() error { return nil }, nil
+}
+func (f *fakeTransport) Broadcast([]byte) error { return nil }
 func (f *fakeTransport) OnBroadcast(func([]byte)) (func() error, error) {
 	return func() error { return nil }, nil
 }
