@@ -13,6 +13,15 @@
 // (antientropy.go) compare the hash trees of the ranges two replicas share
 // and move what differs, so replicas converge even for keys nobody reads.
 //
+// Replica requests. Every put, get and hint request to another node goes
+// through the replica client (replicaclient.go), which owns its timeout,
+// the reply's decoding and checks, the clock's observation and the
+// counting of failures. Requests to one peer that are in flight at once
+// travel as one message, and their replies as one (batcher.go): a lone
+// request goes at once and on its own; while Config.BatchInFlight messages
+// to the peer are in flight, further requests queue and the next message
+// takes them all.
+//
 // Versions and acks. A version is {Counter, Node}: Counter is a hybrid logical
 // clock reading, Node is NodeHash(ID). A replica acknowledges a write with the
 // version it holds after applying it. An ack counts toward W when the replica
