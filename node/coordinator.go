@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -287,25 +288,54 @@ func (n *Node) get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, 
 	}
 }
 
-// getRound asks the plan's live replicas for key and answers with the
-// newest record among the first R replies; the newest epoch a replica
+// getRound reads key from R of the plan's live replicas and answers with
+// the newest record among their replies; the newest epoch a replica
 // refused the read from comes back too (zero if none).
+//
+// It asks R replicas, not all: this node first when it is one (a local
+// read), then the others in preference order. A replica that fails is
+// replaced by the next one not yet asked; one that is slower than its
+// usual latency (speculateAfter) gets company: one more replica is asked,
+// and the first R replies answer. Replicas whose replies disagree, or that
+// answer after the read (a speculative or a slow one), are read-repaired
+// in the background; a read whose R replies agree and that has nothing
+// outstanding costs nothing more.
 func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, uint64, error) {
 	req := encodeGet(p.epoch, key)
-	ch := make(chan getResult, len(p.live))
-	t := newTally(p.need, len(p.live))
+	order := readOrder(p.live, n.self)
+	ch := make(chan getResult, len(order))
+	t := newTally(p.need, len(order))
 	var errs []error
-	for _, id := range p.live {
-		if !n.goBG(func() { ch <- n.fetch(id, key, req, p.epoch) }) {
+	asked, received := 0, 0
+	// ask sends the read to the next replica not asked yet, and reports
+	// whether there was one.
+	ask := func() bool {
+		for asked < len(order) {
+			id := order[asked]
+			asked++
+			if n.goBG(func() { ch <- n.fetch(id, key, req, p.epoch) }) {
+				return true
+			}
 			t.failure()
 			errs = append(errs, fmt.Errorf("%s: %w", id, ErrNotReady))
 		}
+		return false
+	}
+	for range p.need {
+		ask()
+	}
+	var speculate <-chan time.Time
+	if asked < len(order) {
+		timer := time.NewTimer(n.speculateAfter(order[:asked]))
+		defer timer.Stop()
+		speculate = timer.C
 	}
 	var got []getResult
 	var stale uint64
 	for t.result() == quorumPending {
 		select {
 		case res := <-ch:
+			received++
 			if res.err != nil {
 				var se *StaleError
 				if errors.As(res.err, &se) {
@@ -313,10 +343,16 @@ func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, ui
 				}
 				t.failure()
 				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
+				ask()
 				continue
 			}
 			t.success()
 			got = append(got, res)
+		case <-speculate:
+			speculate = nil
+			if ask() {
+				n.met.speculativeReads.Inc()
+			}
 		case <-ctx.Done():
 			return lsm.Record{}, 0, fmt.Errorf("node: get %q: %w (%d of %d replies needed, %d received)",
 				key, ctx.Err(), p.need, len(p.prefs), t.ok)
@@ -327,8 +363,7 @@ func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, ui
 			ErrQuorum, p.need, len(p.prefs), t.ok, errors.Join(errs...))
 	}
 	newest := newestOf(got)
-	rest := t.outstanding()
-	if !n.cfg.DisableReadRepair {
+	if rest := asked - received; !n.cfg.DisableReadRepair && (rest > 0 || disagree(got)) {
 		n.goBG(func() { n.readRepair(key, got, ch, rest) })
 	}
 	if newest == nil || newest.Tombstone || n.expired(newest) {
@@ -336,6 +371,43 @@ func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, ui
 	}
 	// The read repair may still send newest: the caller gets its own copy.
 	return cloneRecord(*newest), 0, nil
+}
+
+// readOrder is the order in which a read asks the live replicas: this
+// node first when it is one, then the others in preference order.
+func readOrder(live []string, self string) []string {
+	i := slices.Index(live, self)
+	if i <= 0 {
+		return live
+	}
+	order := make([]string, 0, len(live))
+	order = append(order, self)
+	order = append(order, live[:i]...)
+	return append(order, live[i+1:]...)
+}
+
+// speculateAfter is how long a read waits for the replicas asked before it
+// asks one more: as long as the slowest of them usually takes (this node's
+// own read is not waited for), at most half of RequestTimeout.
+func (n *Node) speculateAfter(asked []string) time.Duration {
+	var d time.Duration
+	for _, id := range asked {
+		if id != n.self {
+			d = max(d, n.rc.lat.speculateAfter(id, n.cfg.RequestTimeout/2))
+		}
+	}
+	return max(d, speculateMin)
+}
+
+// disagree reports whether the replies hold different versions of the key
+// (or some hold it and others not).
+func disagree(rs []getResult) bool {
+	for i := 1; i < len(rs); i++ {
+		if rs[i].found != rs[0].found || rs[i].rec.Version != rs[0].rec.Version {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) expired(r *lsm.Record) bool {

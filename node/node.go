@@ -8,8 +8,10 @@
 // durably hold it. Replicas that gossip shows down are not asked (no timeout
 // is paid for them); they, and replicas whose request fails, get the record
 // as a durable hint, handed over when gossip shows them alive again. A read
-// (Get) asks the live replicas, answers after R replies with the newest
-// version, and repairs stale replicas in the background. Anti-entropy rounds
+// (Get) asks R live replicas (itself first when it is one), answers with
+// the newest version among their replies, asks one more when a replica is
+// slower than its usual latency or fails, and repairs in the background
+// the replicas whose replies disagree. Anti-entropy rounds
 // (antientropy.go) compare the hash trees of the ranges two replicas share
 // and move what differs, so replicas converge even for keys nobody reads.
 //

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kvs-db/kvs/lsm"
 )
@@ -37,8 +38,9 @@ var (
 // Its put, get and hint requests travel through a batcher: on their own at
 // low load, in batches under load.
 type replicaClient struct {
-	n *Node
-	b *batcher
+	n   *Node
+	b   *batcher
+	lat latencies // of get replies, per peer: when a read asks one more replica
 }
 
 func newReplicaClient(n *Node) *replicaClient {
@@ -91,8 +93,10 @@ func (c *replicaClient) get(ctx context.Context, to string, epoch uint64, key, r
 	if req == nil {
 		req = encodeGet(epoch, key)
 	}
+	start := time.Now()
 	rep, err := c.request(ctx, to, OpGet, req)
 	if err == nil {
+		c.lat.observe(to, time.Since(start))
 		rec, found, err = decodeGetReply(rep)
 	}
 	if err == nil && found && !bytes.Equal(rec.Key, key) {
