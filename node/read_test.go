@@ -141,21 +141,55 @@ func TestLatenciesSpeculateAfter(t *testing.T) {
 	if got := l.speculateAfter("n2", 10*time.Millisecond); got != 10*time.Millisecond {
 		t.Errorf("no history, limit 10ms: %v", got)
 	}
-	for range 100 {
+	for range latencyMinSamples - 1 {
 		l.observe("n2", 2*time.Millisecond)
 	}
-	// A steady 2ms: the deviation decays towards 0, the wait towards 2ms.
-	if got := l.speculateAfter("n2", limit); got < 2*time.Millisecond || got > 3*time.Millisecond {
-		t.Errorf("steady 2ms: %v, want 2-3ms", got)
+	if got := l.speculateAfter("n2", limit); got != speculateFirst {
+		t.Errorf("%d replies: %v, want %v until %d", latencyMinSamples-1, got, speculateFirst, latencyMinSamples)
 	}
-	for range 100 {
-		l.observe("n3", 10*time.Microsecond)
+	// 99 replies in 2ms and one in 100ms of every hundred: the 99th
+	// percentile is the 2ms bucket, whose bound is 2ms to 2.83ms.
+	for i := range 1000 {
+		d := 2 * time.Millisecond
+		if i%100 == 0 {
+			d = 100 * time.Millisecond
+		}
+		l.observe("n2", d)
 	}
-	if got := l.speculateAfter("n3", limit); got != speculateMin {
+	if got := l.speculateAfter("n2", limit); got < 2*time.Millisecond || got > 2830*time.Microsecond {
+		t.Errorf("2ms with 1%% at 100ms: %v, want 2-2.83ms", got)
+	}
+	// Two in a hundred slow: the 99th percentile is a slow one.
+	for i := range 1000 {
+		d := 2 * time.Millisecond
+		if i%50 == 0 {
+			d = 100 * time.Millisecond
+		}
+		l.observe("n3", d)
+	}
+	if got := l.speculateAfter("n3", limit); got < 100*time.Millisecond || got > 142*time.Millisecond {
+		t.Errorf("2ms with 2%% at 100ms: %v, want 100-142ms", got)
+	}
+	if got := l.speculateAfter("n3", 20*time.Millisecond); got != 20*time.Millisecond {
+		t.Errorf("limit 20ms: %v", got)
+	}
+	for range 1000 {
+		l.observe("n4", 10*time.Microsecond)
+	}
+	if got := l.speculateAfter("n4", limit); got != speculateMin {
 		t.Errorf("steady 10us: %v, want the floor %v", got, speculateMin)
 	}
-	l.observe("n2", 100*time.Millisecond) // one slow reply widens the wait
-	if got := l.speculateAfter("n2", limit); got < 40*time.Millisecond {
-		t.Errorf("after a 100ms reply: %v, want at least 40ms", got)
+	// The histogram decays: after many fast replies the slow ones no
+	// longer count.
+	for range 4 * latencyDecay {
+		l.observe("n3", 2*time.Millisecond)
+	}
+	if got := l.speculateAfter("n3", limit); got > 2830*time.Microsecond {
+		t.Errorf("after %d fast replies: %v, want the 2ms bucket", 4*latencyDecay, got)
+	}
+	for _, d := range []time.Duration{0, latencyBase, latencyBase + 1, time.Millisecond, time.Hour} {
+		if b := latencyBucket(d); d > latencyBound(b) && b < latencyBuckets-1 || b > 0 && d <= latencyBound(b-1) {
+			t.Errorf("%v in bucket %d, bounds (%v, %v]", d, b, latencyBound(b-1), latencyBound(b))
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kvs-db/kvs/lsm"
 )
 
@@ -44,7 +46,13 @@ type replicaClient struct {
 }
 
 func newReplicaClient(n *Node) *replicaClient {
-	sizes := func(op string, k int) { n.met.batchRequests.WithLabelValues(op).Observe(float64(k)) }
+	// The observers of the three batched operations, looked up once: the
+	// hot path observes one per message.
+	obs := map[string]prometheus.Observer{}
+	for _, op := range []string{OpPut, OpGet, OpHint} {
+		obs[op] = n.met.batchRequests.WithLabelValues(op)
+	}
+	sizes := func(op string, k int) { obs[op].Observe(float64(k)) }
 	return &replicaClient{n: n, b: newBatcher(n.tr, &n.cfg, sizes)}
 }
 
