@@ -388,15 +388,13 @@ func readOrder(live []string, self string) []string {
 
 // speculateAfter is how long a read waits for the replicas asked before it
 // asks one more: as long as the slowest of them usually takes (this node's
-// own read is not waited for), at most half of RequestTimeout.
+// own reads are tracked as a peer's), at most half of RequestTimeout.
 func (n *Node) speculateAfter(asked []string) time.Duration {
 	var d time.Duration
 	for _, id := range asked {
-		if id != n.self {
-			d = max(d, n.rc.lat.speculateAfter(id, n.cfg.RequestTimeout/2))
-		}
+		d = max(d, n.rc.lat.speculateAfter(id, n.cfg.RequestTimeout/2))
 	}
-	return max(d, speculateMin)
+	return d
 }
 
 // disagree reports whether the replies hold different versions of the key
@@ -435,14 +433,17 @@ func (n *Node) fetch(id string, key, req []byte, epoch uint64) getResult {
 	}
 	var rec lsm.Record
 	var err error
+	start := time.Now()
 	if ferr := n.fence(epoch, func() { rec, err = n.store.Get(key) }); ferr != nil {
 		err = ferr
 	}
 	switch {
 	case errors.Is(err, lsm.ErrNotFound):
+		n.rc.lat.observe(id, time.Since(start))
 	case err != nil:
 		res.err = err
 	default:
+		n.rc.lat.observe(id, time.Since(start))
 		res.rec, res.found = rec, true
 	}
 	if res.err == nil && res.found && !n.observeReply(res.rec.Version) {

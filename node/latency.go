@@ -46,7 +46,8 @@ func latencyBucket(d time.Duration) int {
 	return min(i, latencyBuckets-1)
 }
 
-// latencies tracks the latency of each peer's read replies, from which a
+// latencies tracks the latency of each peer's read replies (and of this
+// node's own local reads, under its ID), from which a
 // read decides how long a replica may take before it is "slower than
 // usual" and another is asked: the speculateQuantile of its recent
 // replies. Latency is measured on the machine's monotonic clock, not

@@ -18,6 +18,17 @@ func readOrderOf(t *testing.T, n *Node, key []byte) []string {
 	return readOrder(p.live, n.self)
 }
 
+// seedLatency gives n a latency history of d for each peer, so that its
+// reads speculate after about d (at most RequestTimeout/2) rather than
+// speculateFirst: a loaded test machine may take longer than that.
+func seedLatency(n *Node, d time.Duration, peers ...string) {
+	for _, p := range peers {
+		for range latencyMinSamples {
+			n.rc.lat.observe(p, d)
+		}
+	}
+}
+
 func remoteRequests(c *testCluster) int {
 	return c.net.Requests("n1") + c.net.Requests("n2") + c.net.Requests("n3")
 }
@@ -35,6 +46,7 @@ func TestClusterGetAsksR(t *testing.T) {
 	if order := readOrderOf(t, n1, key); len(order) != 3 || order[0] != "n1" {
 		t.Fatalf("read order %v, want n1 first of 3", order)
 	}
+	seedLatency(n1, time.Hour, "n1", "n2", "n3") // no speculative request
 	for _, tc := range []struct{ r, remote int }{{1, 0}, {2, 1}, {3, 2}} {
 		before := remoteRequests(c)
 		rec, err := n1.Get(ctx, key, ReadOptions{R: tc.r})
@@ -67,7 +79,16 @@ func TestClusterSpeculativeRead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			slow := readOrderOf(t, n1, key)[1]
+			order := readOrderOf(t, n1, key)
+			slow := order[1]
+			// The paused replica usually answers in a millisecond; the
+			// stopped one is given an hour, so that only its failure
+			// (at once) makes the read ask the third.
+			if mode == "paused" {
+				seedLatency(n1, time.Millisecond, "n1", slow)
+			} else {
+				seedLatency(n1, time.Hour, "n1", slow, order[2])
+			}
 			if mode == "paused" {
 				c.net.Pause(slow)
 				defer c.net.Resume(slow)
