@@ -306,7 +306,7 @@ func (n *Node) antiEntropyRound(ctx context.Context, peer string) (RoundStats, e
 func (n *Node) aeRequest(ctx context.Context, st *RoundStats, peer, op string, req []byte) ([]byte, error) {
 	st.BytesSent += len(req)
 	n.met.aeBytes.Add(float64(len(req)))
-	rep, err := n.request(ctx, peer, op, req)
+	rep, err := n.rc.request(ctx, peer, op, req)
 	st.BytesReceived += len(rep)
 	return rep, err
 }
@@ -454,20 +454,13 @@ func (n *Node) aePush(ctx context.Context, epoch uint64, peer string, key []byte
 	if err != nil {
 		return err
 	}
-	rep, err := n.request(ctx, peer, OpPut, encodePut(epoch, &rec))
-	if err == nil {
-		_, _, err = decodeAck(rep)
-	}
+	_, err = n.rc.put(ctx, peer, epoch, &rec, nil)
 	return err
 }
 
 // aePull fetches peer's record of key and applies it here if newer.
 func (n *Node) aePull(ctx context.Context, epoch uint64, peer string, key []byte) error {
-	rep, err := n.request(ctx, peer, OpGet, encodeGet(epoch, key))
-	if err != nil {
-		return err
-	}
-	rec, found, err := decodeGetReply(rep)
+	rec, found, err := n.rc.get(ctx, peer, epoch, key, nil)
 	if err != nil || !found {
 		return err
 	}
@@ -504,14 +497,6 @@ func (n *Node) tombstoneHorizon() uint64 {
 		}
 	}
 	return h
-}
-
-// request is a Transport request bounded by RequestTimeout. An error reply
-// is left to the reply's decoder, which returns it as a *RemoteError.
-func (n *Node) request(ctx context.Context, to, op string, req []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-	defer cancel()
-	return n.tr.Request(ctx, to, op, req)
 }
 
 // cellSet is a set of (range token, segment) cells.

@@ -383,6 +383,12 @@ func TestReplicaMalformedMessage(t *testing.T) {
 		{"leaves garbage", OpLeaves, []byte{msgLeaves}},
 		{"keys garbage", OpKeys, []byte{msgKeys, 1}},
 		{"stream garbage", OpStream, []byte{0x06, 1}},
+		{"batch garbage", OpBatch, []byte{msgBatch, 5, 1}},
+		{"batch of none", OpBatch, []byte{msgBatch, 0}},
+		{"batch with an empty message", OpBatch, []byte{msgBatch, 2, 1, msgOK, 0}},
+		{"batch count past the end", OpBatch, []byte{msgBatch, 3, 1, msgOK}},
+		{"batch trailing", OpBatch, append(encodeBatch([][]byte{put, put}), 0)},
+		{"batch reply as request", OpBatch, encodeBatchReply([][]byte{put})},
 	} {
 		rep, err := peer.Request(ctx, "n1", tc.op, tc.req)
 		if err != nil {
@@ -409,6 +415,71 @@ func TestReplicaMalformedMessage(t *testing.T) {
 	// A record seen on the wire advances the clock past it.
 	if c := c.node("n1").clock.now(); c <= good.Version.Counter {
 		t.Errorf("clock %d not past the observed %d", c, good.Version.Counter)
+	}
+}
+
+// A batch is served request by request: each gets the reply it would get
+// alone, in order, and one request's refusal (stale epoch, malformed,
+// nested batch) does not touch its neighbours.
+func TestReplicaBatch(t *testing.T) {
+	c := newTestCluster(t, three, nil)
+	ctx := ctxT(t)
+	n1 := c.node("n1")
+	peer := c.net.Transport("prober")
+	epoch := n1.epoch()
+	if epoch == 0 {
+		t.Fatal("n1 has no epoch")
+	}
+	rec := func(k string) lsm.Record {
+		return lsm.Record{Key: []byte(k), Value: []byte("v-" + k), Version: lsm.Version{Counter: n1.clock.now(), Node: 7}}
+	}
+	a, b, old := rec("a"), rec("b"), rec("old")
+	if _, _, err := n1.LocalApply(a); err != nil {
+		t.Fatal(err)
+	}
+	msgs := [][]byte{
+		encodePut(epoch, &b),          // applied
+		encodePut(epoch-1, &old),      // stale: refused
+		encodeGet(epoch, []byte("a")), // found
+		encodePut(epoch, &lsm.Record{Key: []byte("z"), Value: []byte("v")}), // zero version: refused
+		encodeBatch([][]byte{encodeGet(epoch, []byte("a"))}),                // nested batch: refused
+		encodeGet(epoch, []byte("none")),                                    // not found
+		encodeHint("stranger", &b),                                          // not a member: refused
+	}
+	rep, err := peer.Request(ctx, "n1", OpBatch, encodeBatch(msgs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps, err := decodeBatchReply(rep, len(msgs))
+	if err != nil {
+		t.Fatalf("batch reply: %v", err)
+	}
+	if held, applied, err := decodeAck(reps[0]); err != nil || !applied || held != b.Version {
+		t.Errorf("put b: ack %v %v %v", held, applied, err)
+	}
+	var se *StaleError
+	if _, _, err := decodeAck(reps[1]); !errors.As(err, &se) || se.Epoch != epoch {
+		t.Errorf("stale put: %v, want a stale refusal at epoch %d", err, epoch)
+	}
+	if got, found, err := decodeGetReply(reps[2]); err != nil || !found || !sameRecord(got, a) {
+		t.Errorf("get a: %+v %v %v", got, found, err)
+	}
+	var re *RemoteError
+	for _, i := range []int{3, 4, 6} {
+		if _, _, err := decodeAck(reps[i]); !errors.As(err, &re) {
+			t.Errorf("request %d: reply %x, want an error reply", i, reps[i])
+		}
+	}
+	if _, found, err := decodeGetReply(reps[5]); err != nil || found {
+		t.Errorf("get none: found %v, %v", found, err)
+	}
+	if got, err := n1.LocalGet([]byte("b")); err != nil || !sameRecord(got, b) {
+		t.Errorf("n1's b = %+v, %v", got, err)
+	}
+	for _, k := range []string{"old", "z"} {
+		if _, err := n1.LocalGet([]byte(k)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("refused %s stored: %v", k, err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -222,10 +223,10 @@ func (n *Node) writeRound(ctx context.Context, rec lsm.Record, p plan, acceptNew
 	return newer, stale, nil
 }
 
-// replicate applies rec on replica id (locally for this node) and sends the
-// outcome to ch; a replica that fails gets a hint, unless it refused the
-// write as planned at a stale epoch (it is alive; the write is planned
-// again).
+// replicate applies rec on replica id (locally for this node, else through
+// the replica client) and sends the outcome to ch; a replica that fails
+// gets a hint, unless it refused the write as planned at a stale epoch (it
+// is alive; the write is planned again).
 func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []byte, p plan) {
 	var held lsm.Version
 	var err error
@@ -233,24 +234,17 @@ func (n *Node) replicate(ch chan<- ackResult, id string, rec lsm.Record, req []b
 		if ferr := n.fence(p.epoch, func() { held, _, err = n.store.Apply(rec) }); ferr != nil {
 			err = ferr
 		}
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-		var rep []byte
-		rep, err = n.tr.Request(ctx, id, OpPut, req)
-		cancel()
 		if err == nil {
-			held, _, err = decodeAck(rep)
+			err = n.rc.checkHeld(held, rec.Version)
 		}
-	}
-	if err == nil && held.Less(rec.Version) {
-		err = fmt.Errorf("replica holds %v, older than the write's %v", held, rec.Version)
-	}
-	if err == nil && !n.observeReply(held) {
-		err = fmt.Errorf("replica holds %v, more than %v ahead of this node's clock", held, MaxClockAhead)
+		if err != nil {
+			n.rc.failed(OpPut, id, err)
+		}
+	} else {
+		held, err = n.rc.put(context.Background(), id, p.epoch, &rec, req)
 	}
 	ch <- ackResult{id: id, held: held, err: err}
 	if err != nil && !errors.Is(err, ErrStaleEpoch) {
-		n.met.replicaErrors.WithLabelValues(OpPut).Inc()
 		n.hint(id, rec, p.prefs)
 	}
 }
@@ -294,25 +288,54 @@ func (n *Node) get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, 
 	}
 }
 
-// getRound asks the plan's live replicas for key and answers with the
-// newest record among the first R replies; the newest epoch a replica
+// getRound reads key from R of the plan's live replicas and answers with
+// the newest record among their replies; the newest epoch a replica
 // refused the read from comes back too (zero if none).
+//
+// It asks R replicas, not all: this node first when it is one (a local
+// read), then the others in preference order. A replica that fails is
+// replaced by the next one not yet asked; one that is slower than its
+// usual latency (speculateAfter) gets company: one more replica is asked,
+// and the first R replies answer. Replicas whose replies disagree, or that
+// answer after the read (a speculative or a slow one), are read-repaired
+// in the background; a read whose R replies agree and that has nothing
+// outstanding costs nothing more.
 func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, uint64, error) {
 	req := encodeGet(p.epoch, key)
-	ch := make(chan getResult, len(p.live))
-	t := newTally(p.need, len(p.live))
+	order := readOrder(p.live, n.self)
+	ch := make(chan getResult, len(order))
+	t := newTally(p.need, len(order))
 	var errs []error
-	for _, id := range p.live {
-		if !n.goBG(func() { ch <- n.fetch(id, key, req, p.epoch) }) {
+	asked, received := 0, 0
+	// ask sends the read to the next replica not asked yet, and reports
+	// whether there was one.
+	ask := func() bool {
+		for asked < len(order) {
+			id := order[asked]
+			asked++
+			if n.goBG(func() { ch <- n.fetch(id, key, req, p.epoch) }) {
+				return true
+			}
 			t.failure()
 			errs = append(errs, fmt.Errorf("%s: %w", id, ErrNotReady))
 		}
+		return false
+	}
+	for range p.need {
+		ask()
+	}
+	var speculate <-chan time.Time
+	if asked < len(order) {
+		timer := time.NewTimer(n.speculateAfter(order[:asked]))
+		defer timer.Stop()
+		speculate = timer.C
 	}
 	var got []getResult
 	var stale uint64
 	for t.result() == quorumPending {
 		select {
 		case res := <-ch:
+			received++
 			if res.err != nil {
 				var se *StaleError
 				if errors.As(res.err, &se) {
@@ -320,10 +343,16 @@ func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, ui
 				}
 				t.failure()
 				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
+				ask()
 				continue
 			}
 			t.success()
 			got = append(got, res)
+		case <-speculate:
+			speculate = nil
+			if ask() {
+				n.met.speculativeReads.Inc()
+			}
 		case <-ctx.Done():
 			return lsm.Record{}, 0, fmt.Errorf("node: get %q: %w (%d of %d replies needed, %d received)",
 				key, ctx.Err(), p.need, len(p.prefs), t.ok)
@@ -334,8 +363,7 @@ func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, ui
 			ErrQuorum, p.need, len(p.prefs), t.ok, errors.Join(errs...))
 	}
 	newest := newestOf(got)
-	rest := t.outstanding()
-	if !n.cfg.DisableReadRepair {
+	if rest := asked - received; !n.cfg.DisableReadRepair && (rest > 0 || disagree(got)) {
 		n.goBG(func() { n.readRepair(key, got, ch, rest) })
 	}
 	if newest == nil || newest.Tombstone || n.expired(newest) {
@@ -343,6 +371,41 @@ func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, ui
 	}
 	// The read repair may still send newest: the caller gets its own copy.
 	return cloneRecord(*newest), 0, nil
+}
+
+// readOrder is the order in which a read asks the live replicas: this
+// node first when it is one, then the others in preference order.
+func readOrder(live []string, self string) []string {
+	i := slices.Index(live, self)
+	if i <= 0 {
+		return live
+	}
+	order := make([]string, 0, len(live))
+	order = append(order, self)
+	order = append(order, live[:i]...)
+	return append(order, live[i+1:]...)
+}
+
+// speculateAfter is how long a read waits for the replicas asked before it
+// asks one more: as long as the slowest of them usually takes (this node's
+// own reads are tracked as a peer's), at most half of RequestTimeout.
+func (n *Node) speculateAfter(asked []string) time.Duration {
+	var d time.Duration
+	for _, id := range asked {
+		d = max(d, n.rc.lat.speculateAfter(id, n.cfg.RequestTimeout/2))
+	}
+	return d
+}
+
+// disagree reports whether the replies hold different versions of the key
+// (or some hold it and others not).
+func disagree(rs []getResult) bool {
+	for i := 1; i < len(rs); i++ {
+		if rs[i].found != rs[0].found || rs[i].rec.Version != rs[0].rec.Version {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) expired(r *lsm.Record) bool {
@@ -360,39 +423,34 @@ func newestOf(rs []getResult) *lsm.Record {
 	return newest
 }
 
-// fetch reads replica id's record of key.
+// fetch reads replica id's record of key (locally for this node, else
+// through the replica client).
 func (n *Node) fetch(id string, key, req []byte, epoch uint64) getResult {
 	res := getResult{id: id}
-	if id == n.self {
-		var rec lsm.Record
-		var err error
-		if ferr := n.fence(epoch, func() { rec, err = n.store.Get(key) }); ferr != nil {
-			err = ferr
-		}
-		switch {
-		case errors.Is(err, lsm.ErrNotFound):
-		case err != nil:
-			res.err = err
-		default:
-			res.rec, res.found = rec, true
-		}
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-		rep, err := n.tr.Request(ctx, id, OpGet, req)
-		cancel()
-		if err == nil {
-			res.rec, res.found, err = decodeGetReply(rep)
-		}
-		if err == nil && res.found && !bytes.Equal(res.rec.Key, key) {
-			err = fmt.Errorf("%w: reply for key %q", ErrMalformed, res.rec.Key)
-		}
+	if id != n.self {
+		res.rec, res.found, res.err = n.rc.get(context.Background(), id, epoch, key, req)
+		return res
+	}
+	var rec lsm.Record
+	var err error
+	start := time.Now()
+	if ferr := n.fence(epoch, func() { rec, err = n.store.Get(key) }); ferr != nil {
+		err = ferr
+	}
+	switch {
+	case errors.Is(err, lsm.ErrNotFound):
+		n.rc.lat.observe(id, time.Since(start))
+	case err != nil:
 		res.err = err
+	default:
+		n.rc.lat.observe(id, time.Since(start))
+		res.rec, res.found = rec, true
 	}
 	if res.err == nil && res.found && !n.observeReply(res.rec.Version) {
-		res.err = fmt.Errorf("replica holds %v, more than %v ahead of this node's clock", res.rec.Version, MaxClockAhead)
+		res.err = fmt.Errorf("%w: holds %v, more than %v ahead", errAhead, res.rec.Version, MaxClockAhead)
 	}
-	if res.err != nil && !errors.Is(res.err, ErrStaleEpoch) {
-		n.met.replicaErrors.WithLabelValues(OpGet).Inc()
+	if res.err != nil {
+		n.rc.failed(OpGet, id, res.err)
 	}
 	return res
 }
@@ -410,6 +468,7 @@ func (n *Node) readRepair(key []byte, got []getResult, ch <-chan getResult, rest
 		return
 	}
 	var req []byte
+	var epoch uint64
 	for _, res := range got {
 		if res.found && !res.rec.Version.Less(newest.Version) {
 			continue
@@ -422,17 +481,12 @@ func (n *Node) readRepair(key []byte, got []getResult, ch <-chan getResult, rest
 			continue
 		}
 		if req == nil {
-			req = encodePut(n.epoch(), newest)
+			epoch = n.epoch()
+			req = encodePut(epoch, newest)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-		rep, err := n.tr.Request(ctx, res.id, OpPut, req)
-		cancel()
-		if err == nil {
-			_, _, err = decodeAck(rep)
-		}
-		if err != nil {
-			n.log.Debug("read repair", "replica", res.id, "key", key, "err", err)
-		}
+		// A failure is the replica client's to count and log; anti-entropy
+		// repairs what read repair could not.
+		_, _ = n.rc.put(context.Background(), res.id, epoch, newest, req)
 	}
 }
 

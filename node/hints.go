@@ -374,19 +374,13 @@ func (n *Node) hint(target string, rec lsm.Record, prefs []string) {
 			if id == n.self {
 				break // this node is the next healthy one: keep it here
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-			rep, err := n.tr.Request(ctx, id, OpHint, encodeHint(target, &rec))
-			cancel()
-			if err == nil {
-				err = decodeOK(rep)
-			}
-			if err == nil {
+			if err := n.rc.hint(context.Background(), id, target, &rec); err == nil {
 				n.met.hintsForwarded.Inc()
 				return
 			}
-			// Refused (its store is full, say) or unreachable: keep it
-			// here, within this node's own bounds.
-			n.log.Debug("forward hint", "holder", id, "target", target, "err", err)
+			// Refused (its store is full, say) or unreachable (the replica
+			// client logs which): keep it here, within this node's own
+			// bounds.
 			break
 		}
 	}
@@ -625,23 +619,16 @@ func (n *Node) deliver(ctx context.Context, target string, rec lsm.Record) error
 	if target == n.self {
 		held, _, err := n.LocalApply(rec)
 		if err == nil && held.Less(rec.Version) {
-			err = fmt.Errorf("replica holds %v, older than %v", held, rec.Version)
+			err = fmt.Errorf("%w: holds %v, older than %v", errHeldOlder, held, rec.Version)
 		}
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-	defer cancel()
-	rep, err := n.tr.Request(rctx, target, OpPut, encodePut(n.epoch(), &rec))
-	if err != nil {
-		return err
+	_, err := n.rc.put(ctx, target, n.epoch(), &rec, nil)
+	if errors.Is(err, errAhead) {
+		// It holds a newer version than the hint's, however far ahead of
+		// this node's clock (which does not observe it): the hint is
+		// delivered.
+		return nil
 	}
-	held, _, err := decodeAck(rep)
-	if err != nil {
-		return err
-	}
-	n.observeReply(held)
-	if held.Less(rec.Version) {
-		return fmt.Errorf("%s holds %v, older than %v", target, held, rec.Version)
-	}
-	return nil
+	return err
 }

@@ -35,6 +35,8 @@ type metrics struct {
 	cleanupPurged     prometheus.Counter
 	hintsDropped      *prometheus.CounterVec
 	scansRefused      *prometheus.CounterVec
+	batchRequests     *prometheus.HistogramVec
+	speculativeReads  prometheus.Counter
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -131,6 +133,15 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "kvs", Subsystem: "node", Name: "scan_requests_refused_total",
 			Help: "Scan-heavy requests from peers (leaves, keys, stream) refused as overloaded because MaxScanRequests were in progress, by operation.",
 		}, []string{"op"}),
+		speculativeReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "speculative_reads_total",
+			Help: "Reads that asked one more replica because one asked was slower than its usual latency.",
+		}),
+		batchRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "kvs", Subsystem: "node", Name: "replica_message_requests",
+			Help:    "Replica requests (put, get, hint) per message sent to a peer: 1 for a request sent on its own, more for a batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+		}, []string{"op"}),
 	}
 	for _, r := range hintDropReasons {
 		m.hintsDropped.WithLabelValues(r)
@@ -143,7 +154,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 		m.requests, m.latency, m.replicaErrors, m.badRequests,
 		m.hintsStored, m.hintsForwarded, m.hintsDelivered, m.readRepairs, m.restamps,
 		m.aeRounds, m.aeKeysPushed, m.aeKeysPulled, m.aeBytes, m.aeRangesDiffering, m.gossipDropped, m.staleRefused, m.staleRetries,
-		m.streamKeys, m.streamBytes, m.cleanupPurged, m.hintsDropped, m.scansRefused,
+		m.streamKeys, m.streamBytes, m.cleanupPurged, m.hintsDropped, m.scansRefused, m.batchRequests, m.speculativeReads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvs", Subsystem: "node", Name: "scan_requests_in_progress",
 			Help: "Scan-heavy requests from peers this node is serving (at most MaxScanRequests).",

@@ -8,10 +8,21 @@
 // durably hold it. Replicas that gossip shows down are not asked (no timeout
 // is paid for them); they, and replicas whose request fails, get the record
 // as a durable hint, handed over when gossip shows them alive again. A read
-// (Get) asks the live replicas, answers after R replies with the newest
-// version, and repairs stale replicas in the background. Anti-entropy rounds
+// (Get) asks R live replicas (itself first when it is one), answers with
+// the newest version among their replies, asks one more when a replica is
+// slower than its usual latency or fails, and repairs in the background
+// the replicas whose replies disagree. Anti-entropy rounds
 // (antientropy.go) compare the hash trees of the ranges two replicas share
 // and move what differs, so replicas converge even for keys nobody reads.
+//
+// Replica requests. Every put, get and hint request to another node goes
+// through the replica client (replicaclient.go), which owns its timeout,
+// the reply's decoding and checks, the clock's observation and the
+// counting of failures. Requests to one peer that are in flight at once
+// travel as one message, and their replies as one (batcher.go): a lone
+// request goes at once and on its own; while Config.BatchInFlight messages
+// to the peer are in flight, further requests queue and the next message
+// takes them all.
 //
 // Versions and acks. A version is {Counter, Node}: Counter is a hybrid logical
 // clock reading, Node is NodeHash(ID). A replica acknowledges a write with the
@@ -85,6 +96,7 @@ type Node struct {
 	clock  *hlc
 	store  Store
 	tr     Transport
+	rc     *replicaClient // every data-path request to another replica (replicaclient.go)
 	mem    *membership
 	hints  *hintStore
 	met    *metrics
@@ -165,6 +177,7 @@ func New(cfg Config) (*Node, error) {
 	if n.met, err = newMetrics(n, cfg.Registerer); err != nil {
 		return nil, err
 	}
+	n.rc = newReplicaClient(n)
 	if err := n.loadLocalTopology(); err != nil {
 		return nil, err
 	}
@@ -196,7 +209,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return errors.New("node: already started")
 	}
 	for op, h := range map[string]Handler{
-		OpPut: n.handlePut, OpGet: n.handleGet, OpHint: n.handleHint,
+		OpPut: n.handlePut, OpGet: n.handleGet, OpHint: n.handleHint, OpBatch: n.handleBatch,
 		OpRoots: n.handleRoots, OpLeaves: n.handleLeaves, OpKeys: n.handleKeys, OpStream: n.handleStream,
 	} {
 		unsub, err := n.tr.Handle(op, h)
@@ -254,6 +267,7 @@ func (n *Node) Close() error {
 	}
 	n.loops.Wait()
 	n.bg.Wait()
+	n.rc.b.wait()
 	if err := n.hints.close(); err != nil {
 		return fmt.Errorf("node: close hint store: %w", err)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/kvs-db/kvs/lsm"
 )
@@ -83,4 +84,54 @@ func (n *Node) handleHint(req []byte) []byte {
 	}
 	n.wakeHandoff()
 	return encodeOK()
+}
+
+// handleBatch serves a batch of put, get and hint requests and answers
+// with their replies in order, each exactly as its handler answers it
+// alone: the epoch gate, the checks and the held version are per request,
+// and one request's error reply does not touch its neighbours. Puts and
+// hints run concurrently, so that the store's group commit gives the
+// batch's writes one fsync (or a few) as it would concurrent lone
+// requests; gets run in order in the handler's goroutine, as a read of
+// the memtable or the block cache is shorter than a goroutine's start. A
+// malformed batch gets one error reply.
+func (n *Node) handleBatch(req []byte) []byte {
+	msgs, err := decodeBatch(req)
+	if err != nil {
+		n.met.badRequests.WithLabelValues(OpBatch).Inc()
+		return encodeError(fmt.Errorf("batch: %w", err))
+	}
+	reps := make([][]byte, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		if m[0] == msgPut || m[0] == msgHint {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				reps[i] = n.handleBatched(m)
+			}()
+		}
+	}
+	for i, m := range msgs {
+		if m[0] != msgPut && m[0] != msgHint {
+			reps[i] = n.handleBatched(m)
+		}
+	}
+	wg.Wait()
+	return encodeBatchReply(reps)
+}
+
+// handleBatched serves one request of a batch (never empty: decodeBatch
+// refuses empty messages).
+func (n *Node) handleBatched(m []byte) []byte {
+	switch m[0] {
+	case msgPut:
+		return n.handlePut(m)
+	case msgGet:
+		return n.handleGet(m)
+	case msgHint:
+		return n.handleHint(m)
+	}
+	n.met.badRequests.WithLabelValues(OpBatch).Inc()
+	return encodeError(fmt.Errorf("%w: message type %#x in a batch, want put, get or hint", ErrMalformed, m[0]))
 }

@@ -13,6 +13,10 @@ const (
 	OpGet = "get"
 	// OpHint stores a record as a hint for another node (hint request, ok reply).
 	OpHint = "hint"
+	// OpBatch carries several put, get or hint requests to one node as one
+	// message, and their replies as one (batch request, batch reply; see
+	// wire.go and batcher.go).
+	OpBatch = "batch"
 )
 
 // ErrUnreachable is wrapped by Transport.Request errors when the request did

@@ -23,9 +23,21 @@ import (
 //	get reply  = 0x82 found:bool [record if found]
 //	ok         = 0x83
 //	stale      = 0x87 epoch:uvarint
+//	batch req  = 0x09 count:uvarint message:bytes{count}
+//	batch reply= 0x89 count:uvarint message:bytes{count}
 //
-// Anti-entropy uses 0x04, 0x05, 0x84 and 0x85 (antientropy.go), streaming
-// 0x06 and 0x86 (package stream); no two messages share a type byte.
+// A batch carries count (1 to maxBatchMessages) put, get or hint requests
+// to one node, each a whole message as above, and its reply their replies
+// in the same order: an ack, get reply, ok, stale or error each, or an
+// empty message for a request whose reply did not fit in the batch's
+// (maxBatchReplyBytes), which the sender sends again on its own (see
+// batcher.go). A malformed batch gets one error reply; a malformed
+// request inside a well-formed batch gets its own error reply, and its
+// neighbours are served.
+//
+// Anti-entropy uses 0x04, 0x05, 0x08, 0x84, 0x85 and 0x88 (aewire.go),
+// streaming 0x06 and 0x86 (package stream); no two messages share a type
+// byte.
 //
 //	error      = 0xff message:bytes
 //
@@ -49,8 +61,21 @@ const (
 	msgGetReply byte = 0x82
 	msgOK       byte = 0x83
 	msgStale    byte = 0x87
+	msgBatch    byte = 0x09
+	msgBatchRep byte = 0x89
 	msgError    byte = 0xff
 )
+
+// maxBatchMessages bounds the messages of one batch on the wire, so that
+// a hostile count cannot make a decoder allocate; Config.MaxBatchRequests
+// is at most this.
+const maxBatchMessages = 1024
+
+// maxBatchReplyBytes bounds a batch reply: the replies past it are sent
+// empty (the sender asks again for each on its own). The first reply is
+// always sent, and one reply alone fits a NATS message as a single request
+// does (DefaultMaxValueBytes leaves room for the key and the framing).
+const maxBatchReplyBytes = DefaultMaxValueBytes
 
 // ErrMalformed is wrapped by the errors of every wire decoder, and by
 // those refusing a record that is not valid. It is wire.ErrMalformed.
@@ -142,6 +167,88 @@ func encodeError(err error) []byte {
 	}
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(msg))
 	return wire.AppendBytes(append(b, msgError), []byte(msg))
+}
+
+// encodeBatch encodes a batch request of msgs.
+func encodeBatch(msgs [][]byte) []byte { return appendBatch(msgBatch, msgs) }
+
+// encodeBatchReply encodes the replies of a batch, in order; those that
+// would take it past maxBatchReplyBytes (the first aside) are sent empty,
+// and set to nil in reps.
+func encodeBatchReply(reps [][]byte) []byte {
+	size := 0
+	for i, m := range reps {
+		if i > 0 && size+binary.MaxVarintLen32+len(m) > maxBatchReplyBytes {
+			reps[i] = nil
+			continue
+		}
+		size += binary.MaxVarintLen32 + len(m)
+	}
+	return appendBatch(msgBatchRep, reps)
+}
+
+func appendBatch(t byte, msgs [][]byte) []byte {
+	size := 1 + binary.MaxVarintLen32
+	for _, m := range msgs {
+		size += binary.MaxVarintLen32 + len(m)
+	}
+	b := binary.AppendUvarint(append(make([]byte, 0, size), t), uint64(len(msgs)))
+	for _, m := range msgs {
+		b = wire.AppendBytes(b, m)
+	}
+	return b
+}
+
+// decodeBatch decodes a batch request: 1 to maxBatchMessages messages, none
+// empty. The messages alias b.
+func decodeBatch(b []byte) ([][]byte, error) {
+	r := wire.NewReader(b)
+	if err := readType(r, msgBatch); err != nil {
+		return nil, err
+	}
+	msgs := readBatch(r, false)
+	if err := r.End(); err != nil {
+		return nil, err
+	}
+	return msgs, nil
+}
+
+// decodeBatchReply decodes the reply to a batch of want requests: want
+// replies, each empty (not sent: ask again alone) or a whole message. An
+// error or stale reply to the whole batch is returned as its error.
+func decodeBatchReply(b []byte, want int) ([][]byte, error) {
+	r := wire.NewReader(b)
+	if err := readType(r, msgBatchRep); err != nil {
+		return nil, err
+	}
+	reps := readBatch(r, true)
+	if r.Err() == nil && len(reps) != want {
+		r.FailAt(1, "%d replies to a batch of %d", len(reps), want)
+	}
+	if err := r.End(); err != nil {
+		return nil, err
+	}
+	return reps, nil
+}
+
+// readBatch reads a batch's count and messages (empty ones only if
+// allowEmpty).
+func readBatch(r *wire.Reader, allowEmpty bool) [][]byte {
+	off := r.Offset()
+	n := r.Count("messages", 1, maxBatchMessages)
+	if r.Err() == nil && n == 0 {
+		r.FailAt(off, "empty batch")
+	}
+	msgs := make([][]byte, 0, n)
+	for i := 0; i < n && r.Err() == nil; i++ {
+		off := r.Offset()
+		m := r.Bytes("message", math.MaxInt32)
+		if r.Err() == nil && len(m) == 0 && !allowEmpty {
+			r.FailAt(off, "empty message %d", i)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
 }
 
 // readType reads the type byte of the message r reads: an error reply

@@ -63,6 +63,12 @@ func TestWireGolden(t *testing.T) {
 		{"keys reply", encodeKeysReply(entries, []byte("c"), true), "88 01 0163 02 0161 01 02 0162 ac02 00"},
 		{"keys reply last", encodeKeysReply(nil, nil, false), "88 00 00 00"},
 		{"record", wire.AppendRecord(nil, &rec), "016b ac02 02 00 0176"},
+		{"batch", encodeBatch([][]byte{encodeGet(5, []byte("key")), encodePut(5, &rec)}),
+			"09 02 06 02 05 036b6579 0a 01 05 016b ac02 02 00 0176"},
+		{"batch reply", encodeBatchReply([][]byte{encodeAck(rec.Version, true), encodeStale(300), encodeError(errors.New("boom"))}),
+			"89 03 05 81 ac02 02 01 03 87 ac02 06 ff 04626f6f6d"},
+		{"batch reply, second not sent", encodeBatchReply([][]byte{encodeOK(), make([]byte, maxBatchReplyBytes)}),
+			"89 02 01 83 00"},
 	} {
 		if want := unhex(t, tc.want); !bytes.Equal(tc.got, want) {
 			t.Errorf("%s:\n got %x\nwant %x", tc.name, tc.got, want)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/kvs-db/kvs/lsm"
@@ -133,6 +134,10 @@ func seedWire(f *testing.F) {
 	f.Add(encodeError(errors.New("boom")))
 	f.Add(encodeOK())
 	f.Add([]byte{})
+	f.Add(encodeBatch([][]byte{encodeGet(1, []byte("k")), encodeOK()}))
+	f.Add(encodeBatchReply([][]byte{encodeOK(), encodeStale(3)}))
+	f.Add([]byte{msgBatch, 1, 0})
+	f.Add([]byte{msgBatchRep, 2, 0, 1, msgOK})
 }
 
 // The fuzz targets check that no decoder panics and that whatever decodes
@@ -211,4 +216,32 @@ func FuzzDecodeReplies(f *testing.F) {
 func decodePutRecord(b []byte) (lsm.Record, error) {
 	_, rec, err := decodePut(b)
 	return rec, err
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	seedWire(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var re *RemoteError
+		if msgs, err := decodeBatch(b); err != nil {
+			// An error or stale reply decodes as the error it carries.
+			if !errors.Is(err, ErrMalformed) && !errors.As(err, &re) && !errors.Is(err, ErrStaleEpoch) {
+				t.Fatalf("batch error %v does not wrap ErrMalformed", err)
+			}
+		} else {
+			again, err := decodeBatch(encodeBatch(msgs))
+			if err != nil || !slices.EqualFunc(msgs, again, bytes.Equal) {
+				t.Fatalf("batch re-encoding: %q, %v", again, err)
+			}
+		}
+		for _, want := range []int{1, 2} {
+			reps, err := decodeBatchReply(b, want)
+			if err != nil {
+				continue
+			}
+			again, err := decodeBatchReply(encodeBatchReply(slices.Clone(reps)), want)
+			if err != nil || !slices.EqualFunc(reps, again, bytes.Equal) {
+				t.Fatalf("batch reply re-encoding: %q, %v", again, err)
+			}
+		}
+	})
 }
