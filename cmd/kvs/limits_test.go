@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,5 +49,31 @@ func TestServeLimitFlags(t *testing.T) {
 				t.Errorf("applied config = %+v", cfg)
 			}
 		})
+	}
+}
+
+func TestServeReplicaBatchFlag(t *testing.T) {
+	clearKVSEnv(t)
+	var got serveOptions
+	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
+		got = o
+		return nil
+	}
+	t.Cleanup(func() { runServe = serveNode })
+	for arg, want := range map[string]int{"": node.DefaultBatchInFlight, "-1": -1, "4": 4} {
+		got = serveOptions{}
+		args := []string{"serve"}
+		if arg != "" {
+			args = append(args, "--replica-batch-in-flight", arg)
+		}
+		if _, errOut, code := runCLI(t, "", args...); code != 0 || got.batchInFlight != want {
+			t.Errorf("%q: exit %d, stderr %q, batch in flight %d; want %d", arg, code, errOut, got.batchInFlight, want)
+		}
+	}
+	for _, bad := range []string{"0", "-2"} {
+		_, errOut, code := runCLI(t, "", "serve", "--replica-batch-in-flight", bad)
+		if code == 0 || !strings.Contains(errOut, "--replica-batch-in-flight") {
+			t.Errorf("%s: exit %d, stderr %q; want a usage error naming the flag", bad, code, errOut)
+		}
 	}
 }

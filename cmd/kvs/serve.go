@@ -63,6 +63,7 @@ type serveOptions struct {
 	logLevel         string
 	logFormat        string
 	pprofAddr        string // --pprof: loopback address of the profiling listener, "" off
+	batchInFlight    int    // --replica-batch-in-flight: node.Config.BatchInFlight
 }
 
 // defaultNodeID is the host name up to its first dot when that is a valid
@@ -119,6 +120,7 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-conns", Usage: "HTTP connections open at once; more wait, and idle keep-alive ones are closed to make room (0: half the file descriptor limit after 64 kept for the store and NATS; negative: no limit)", EnvVars: envVars("max-conns")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envVars("log-level")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envVars("log-format")},
+		&cli.IntFlag{Name: "replica-batch-in-flight", Value: node.DefaultBatchInFlight, Usage: "messages of replica requests in flight to one peer at once; requests made meanwhile wait and travel together in the next message (-1: no batching, a message per request)", EnvVars: envVars("replica-batch-in-flight")},
 		&cli.StringFlag{Name: "pprof", Usage: "serve Go's pprof profiles on this loopback `host:port` (for instance 127.0.0.1:6060); off by default", EnvVars: envVars("pprof")},
 	)
 }
@@ -187,6 +189,7 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		logLevel:         c.String("log-level"),
 		logFormat:        c.String("log-format"),
 		pprofAddr:        c.String("pprof"),
+		batchInFlight:    c.Int("replica-batch-in-flight"),
 	}
 	var err error
 	if o.secret, err = nodeSecret(c); err != nil {
@@ -221,6 +224,8 @@ func parseServeOptions(c *cli.Context) (serveOptions, error) {
 		return o, errors.New("--sync-interval must be positive")
 	case o.tombGrace <= 0:
 		return o, errors.New("--tombstone-grace must be positive")
+	case o.batchInFlight == 0 || o.batchInFlight < -1:
+		return o, fmt.Errorf("--replica-batch-in-flight %d: want -1 (no batching) or more than 0", o.batchInFlight)
 	case o.streamThroughput == 0:
 		return o, errors.New("--stream-throughput must not be 0 (negative means unlimited)")
 	}
@@ -448,6 +453,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		Hooks:               hooks,
 		Topology:            topoStore,
 		StreamThroughput:    o.streamThroughput,
+		BatchInFlight:       o.batchInFlight,
 		DisableHints:        !o.hintedHandoff,
 		DisableReadRepair:   !o.readRepair,
 		Transport:           node.NewNATSTransport(b),
