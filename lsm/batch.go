@@ -55,6 +55,56 @@ import (
 // fails the call and leaves the DB read-only; an error reading the version
 // held (corrupt data) fails the commit it met.
 func (db *DB) ApplyBatch(recs []Record) (applied int, err error) {
+	return db.applyBatch(recs, nil)
+}
+
+// ApplyResult is what Apply returns for one record: the version its key
+// holds afterwards, and whether the record applied.
+type ApplyResult struct {
+	Held    Version
+	Applied bool
+}
+
+// ApplyBatchResults is ApplyBatch that also reports, in res (of
+// len(recs)), what Apply would have returned for each record: whether it
+// applied, and the version its key holds once the call is done, which is
+// the record's own version when it applied, else the newer version that
+// kept it out (the one already held, or that of the newer record of its key
+// in recs). It is for callers that acknowledge each record on its own, such
+// as a replica answering a batch of writes. res is valid only when the call
+// returns nil.
+func (db *DB) ApplyBatchResults(recs []Record, res []ApplyResult) (applied int, err error) {
+	if len(res) != len(recs) {
+		return 0, fmt.Errorf("lsm: ApplyBatchResults: %d results for %d records", len(res), len(recs))
+	}
+	clear(res)
+	applied, err = db.applyBatch(recs, res)
+	if err != nil {
+		return applied, err
+	}
+	// A record that newestPerKey set aside lost to a newer one of its key
+	// in recs: its key holds what that one's holds.
+	for i := range recs {
+		if res[i].Held.IsZero() {
+			res[i].Held = heldOfKey(recs, res, i)
+		}
+	}
+	return applied, nil
+}
+
+// heldOfKey returns the version held for recs[i].Key: the newest recorded
+// for a record of that key that went through the version check.
+func heldOfKey(recs []Record, res []ApplyResult, i int) Version {
+	var v Version
+	for j := range recs {
+		if j != i && v.Less(res[j].Held) && bytes.Equal(recs[j].Key, recs[i].Key) {
+			v = res[j].Held
+		}
+	}
+	return v
+}
+
+func (db *DB) applyBatch(recs []Record, res []ApplyResult) (applied int, err error) {
 	for i := range recs {
 		if err := checkRecord(&recs[i]); err != nil {
 			return 0, fmt.Errorf("lsm: batch record %d: %w", i, err)
@@ -69,7 +119,7 @@ func (db *DB) ApplyBatch(recs []Record) (applied int, err error) {
 	db.stats.rejected.Add(uint64(len(recs) - len(newest)))
 	for len(newest) > 0 {
 		n := commitLen(recs, newest)
-		k, err := db.applyCommit(recs, newest[:n])
+		k, err := db.applyCommit(recs, newest[:n], res)
 		applied += k
 		if err != nil {
 			return applied, err
@@ -135,22 +185,25 @@ func commitLen(recs []Record, idx []int) int {
 // applyCommit applies the records recs[i] for i in idx, each of a different
 // key, as one commit: under the lock stripes of their keys, it checks the
 // version held for each and commits those that are newer in one request.
-func (db *DB) applyCommit(recs []Record, idx []int) (int, error) {
+// applyCommit commits the records recs[idx] that are newer than what their
+// keys hold. When res is not nil, it sets res[i] for each i in idx to
+// Apply's result for recs[i].
+func (db *DB) applyCommit(recs []Record, idx []int, res []ApplyResult) (int, error) {
 	// Lock the stripes of the keys, each once, in ascending order: every
 	// caller that holds more than one took them in that order, so none
 	// waits for another in a cycle.
-	var held [stripes]bool
+	var locked [stripes]bool
 	for _, i := range idx {
-		held[bloomHash(recs[i].Key)%stripes] = true
+		locked[bloomHash(recs[i].Key)%stripes] = true
 	}
-	for s := range held {
-		if held[s] {
+	for s := range locked {
+		if locked[s] {
 			db.keyLocks[s].Lock()
 		}
 	}
 	defer func() {
-		for s := range held {
-			if held[s] {
+		for s := range locked {
+			if locked[s] {
 				db.keyLocks[s].Unlock()
 			}
 		}
@@ -169,6 +222,8 @@ func (db *DB) applyCommit(recs []Record, idx []int) (int, error) {
 			keep = append(keep, i)
 			prevs = append(prevs, prev)
 			size += frameLen(&recs[i])
+		} else if res != nil {
+			res[i].Held = prev
 		}
 	}
 	db.stats.rejected.Add(uint64(len(idx) - len(keep)))
@@ -188,6 +243,11 @@ func (db *DB) applyCommit(recs []Record, idx []int) (int, error) {
 		return 0, err
 	}
 	db.stats.applies.Add(uint64(len(batch)))
+	if res != nil {
+		for _, i := range keep {
+			res[i] = ApplyResult{Held: recs[i].Version, Applied: true}
+		}
+	}
 	return len(batch), nil
 }
 

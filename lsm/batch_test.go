@@ -663,3 +663,75 @@ func TestApplyBatchErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestApplyBatchResults: the version ApplyBatchResults reports for each record is
+// the one its key holds once the call is done (what a replica acks), never
+// older than the record, for records that apply, records older than what
+// is held, and records that lose to a newer one of their key in the batch.
+func TestApplyBatchResults(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	db := openMem(t, NewMemFS(), func(o *Options) { o.MemtableBytes = 2048 })
+	defer db.Close()
+	for round := range 200 {
+		recs := make([]Record, 1+rng.IntN(12))
+		for i := range recs {
+			k := fmt.Sprintf("k%d", rng.IntN(8))
+			ver := Version{Counter: uint64(1 + rng.IntN(1000)), Node: uint32(rng.IntN(3))}
+			if rng.IntN(4) == 0 {
+				recs[i] = del(k, ver)
+			} else {
+				recs[i] = put(k, fmt.Sprint(round), ver)
+			}
+		}
+		res := make([]ApplyResult, len(recs))
+		for i := range res {
+			res[i] = ApplyResult{Held: v(999999), Applied: true} // overwritten
+		}
+		before := map[string]Version{}
+		for _, r := range recs {
+			if got, err := db.Get(r.Key); err == nil {
+				before[string(r.Key)] = got.Version
+			}
+		}
+		applied, err := db.ApplyBatchResults(recs, res)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		n := 0
+		for i, r := range recs {
+			got, err := db.Get(r.Key)
+			if err != nil {
+				t.Fatalf("round %d: get %s: %v", round, r.Key, err)
+			}
+			if res[i].Held != got.Version || res[i].Held.Less(r.Version) {
+				t.Fatalf("round %d: record %d (%s at %v): held %v, key holds %v", round, i, r.Key, r.Version, res[i].Held, got.Version)
+			}
+			// Applied: this record is what the key holds now, and it was
+			// newer than what the key held before.
+			wantApplied := got.Version == r.Version && before[string(r.Key)].Less(r.Version) && firstOfVersion(recs, i)
+			if res[i].Applied != wantApplied {
+				t.Fatalf("round %d: record %d (%s at %v): applied %v, want %v (held before %v)", round, i, r.Key, r.Version, res[i].Applied, wantApplied, before[string(r.Key)])
+			}
+			if res[i].Applied {
+				n++
+			}
+		}
+		if n != applied {
+			t.Fatalf("round %d: %d records report applied, the call says %d", round, n, applied)
+		}
+	}
+	if _, err := db.ApplyBatchResults([]Record{put("a", "b", v(1))}, nil); err == nil {
+		t.Error("ApplyBatchResults took a result slice of the wrong length")
+	}
+}
+
+// firstOfVersion reports whether recs[i] is the first record of its key and
+// version in recs (of equal ones, ApplyBatch applies the first).
+func firstOfVersion(recs []Record, i int) bool {
+	for j := range i {
+		if bytes.Equal(recs[j].Key, recs[i].Key) && recs[j].Version == recs[i].Version {
+			return false
+		}
+	}
+	return true
+}

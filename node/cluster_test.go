@@ -433,7 +433,12 @@ func TestReplicaBatch(t *testing.T) {
 	rec := func(k string) lsm.Record {
 		return lsm.Record{Key: []byte(k), Value: []byte("v-" + k), Version: lsm.Version{Counter: n1.clock.now(), Node: 7}}
 	}
+	aOlder := rec("a")
+	aOlder.Value = []byte("older")
 	a, b, old := rec("a"), rec("b"), rec("old")
+	a.Version.Counter++
+	c1, c2 := rec("c"), rec("c")
+	c2.Version.Counter++
 	if _, _, err := n1.LocalApply(a); err != nil {
 		t.Fatal(err)
 	}
@@ -445,6 +450,9 @@ func TestReplicaBatch(t *testing.T) {
 		encodeBatch([][]byte{encodeGet(epoch, []byte("a"))}),                // nested batch: refused
 		encodeGet(epoch, []byte("none")),                                    // not found
 		encodeHint("stranger", &b),                                          // not a member: refused
+		encodePut(epoch, &aOlder),                                           // older than a, held: not applied, acked with a's version
+		encodePut(epoch, &c1),                                               // loses to c2 in the same batch: acked with c2's version
+		encodePut(epoch, &c2),                                               // applied
 	}
 	rep, err := peer.Request(ctx, "n1", OpBatch, encodeBatch(msgs))
 	if err != nil {
@@ -472,6 +480,21 @@ func TestReplicaBatch(t *testing.T) {
 	}
 	if _, found, err := decodeGetReply(reps[5]); err != nil || found {
 		t.Errorf("get none: found %v, %v", found, err)
+	}
+	if held, applied, err := decodeAck(reps[7]); err != nil || applied || held != a.Version {
+		t.Errorf("put of a older than held: ack %v %v %v, want a's %v, not applied", held, applied, err, a.Version)
+	}
+	if held, applied, err := decodeAck(reps[8]); err != nil || applied || held != c2.Version {
+		t.Errorf("put c1, older than c2 in the same batch: ack %v %v %v, want c2's %v, not applied", held, applied, err, c2.Version)
+	}
+	if held, applied, err := decodeAck(reps[9]); err != nil || !applied || held != c2.Version {
+		t.Errorf("put c2: ack %v %v %v", held, applied, err)
+	}
+	if got, err := n1.LocalGet([]byte("c")); err != nil || !sameRecord(got, c2) {
+		t.Errorf("n1's c = %+v, %v; want c2", got, err)
+	}
+	if got, err := n1.LocalGet([]byte("a")); err != nil || !sameRecord(got, a) {
+		t.Errorf("n1's a = %+v, %v; want a, not the older put", got, err)
 	}
 	if got, err := n1.LocalGet([]byte("b")); err != nil || !sameRecord(got, b) {
 		t.Errorf("n1's b = %+v, %v", got, err)

@@ -238,6 +238,10 @@ type Store interface {
 	// batch is not (lsm.DB.ApplyBatch); an invalid record fails the whole
 	// call before anything is written.
 	ApplyBatch(recs []lsm.Record) (applied int, err error)
+	// ApplyBatchResults is ApplyBatch that also fills res (of len(recs))
+	// with what Apply would have returned for each record: the version its
+	// key holds afterwards and whether it applied (lsm.DB.ApplyBatchResults).
+	ApplyBatchResults(recs []lsm.Record, res []lsm.ApplyResult) (applied int, err error)
 	// Get returns the newest record of key, tombstones included, or an
 	// error wrapping lsm.ErrNotFound.
 	Get(key []byte) (lsm.Record, error)

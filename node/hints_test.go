@@ -273,12 +273,13 @@ func TestConfigValidate(t *testing.T) {
 
 type nopStore struct{}
 
-func (nopStore) Apply(lsm.Record) (lsm.Version, bool, error)                { return lsm.Version{}, false, nil }
-func (nopStore) ApplyBatch([]lsm.Record) (int, error)                       { return 0, nil }
-func (nopStore) Get([]byte) (lsm.Record, error)                             { return lsm.Record{}, lsm.ErrNotFound }
-func (nopStore) Scan([]byte, []byte, func(lsm.Record) bool) error           { return nil }
-func (nopStore) Purge([]byte, lsm.Version) (bool, error)                    { return false, nil }
-func (nopStore) ScanAt([]byte, []byte, func(), func(lsm.Record) bool) error { return nil }
+func (nopStore) Apply(lsm.Record) (lsm.Version, bool, error)                    { return lsm.Version{}, false, nil }
+func (nopStore) ApplyBatch([]lsm.Record) (int, error)                           { return 0, nil }
+func (nopStore) ApplyBatchResults([]lsm.Record, []lsm.ApplyResult) (int, error) { return 0, nil }
+func (nopStore) Get([]byte) (lsm.Record, error)                                 { return lsm.Record{}, lsm.ErrNotFound }
+func (nopStore) Scan([]byte, []byte, func(lsm.Record) bool) error               { return nil }
+func (nopStore) Purge([]byte, lsm.Version) (bool, error)                        { return false, nil }
+func (nopStore) ScanAt([]byte, []byte, func(), func(lsm.Record) bool) error     { return nil }
 
 // dropped returns n's count of hints dropped for reason.
 func dropped(t *testing.T, n *Node, reason string) float64 {

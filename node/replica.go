@@ -103,14 +103,25 @@ func (n *Node) handleBatch(req []byte) []byte {
 	}
 	reps := make([][]byte, len(msgs))
 	var wg sync.WaitGroup
+	var puts []int
 	for i, m := range msgs {
-		if m[0] == msgPut || m[0] == msgHint {
+		switch m[0] {
+		case msgPut:
+			puts = append(puts, i)
+		case msgHint:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				reps[i] = n.handleBatched(m)
 			}()
 		}
+	}
+	if len(puts) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.handlePuts(msgs, puts, reps)
+		}()
 	}
 	for i, m := range msgs {
 		if m[0] != msgPut && m[0] != msgHint {
@@ -119,6 +130,60 @@ func (n *Node) handleBatch(req []byte) []byte {
 	}
 	wg.Wait()
 	return encodeBatchReply(reps)
+}
+
+// handlePuts serves the puts msgs[i] (i in idx) of a batch, setting reps[i]
+// to what handlePut would answer: the records of each epoch go to the store
+// in one commit (ApplyBatchResults: one WAL write and, under SyncAlways,
+// one fsync, where puts handled one by one would each wait for the
+// committer), and each is acked with its own result. A record that fails
+// its checks is refused alone; a store error fails the records of its
+// commit, as it would fail each of them one by one.
+func (n *Node) handlePuts(msgs [][]byte, idx []int, reps [][]byte) {
+	type commit struct {
+		idx  []int
+		recs []lsm.Record
+	}
+	byEpoch := map[uint64]*commit{}
+	for _, i := range idx {
+		epoch, rec, err := decodePut(msgs[i])
+		if err != nil {
+			n.met.badRequests.WithLabelValues(OpPut).Inc()
+			reps[i] = encodeError(err)
+			continue
+		}
+		if err := n.checkRecord(&rec); err != nil {
+			reps[i] = encodeError(err)
+			continue
+		}
+		c := byEpoch[epoch]
+		if c == nil {
+			c = &commit{}
+			byEpoch[epoch] = c
+		}
+		c.idx = append(c.idx, i)
+		c.recs = append(c.recs, rec)
+	}
+	for epoch, c := range byEpoch {
+		for i := range c.recs {
+			n.clock.observe(c.recs[i].Version.Counter)
+		}
+		res := make([]lsm.ApplyResult, len(c.recs))
+		var err error
+		if se := n.fence(epoch, func() { _, err = n.store.ApplyBatchResults(c.recs, res) }); se != nil {
+			for _, i := range c.idx {
+				reps[i] = encodeStale(se.Epoch)
+			}
+			continue
+		}
+		for j, i := range c.idx {
+			if err != nil {
+				reps[i] = encodeError(fmt.Errorf("node: local apply: %w", storeWriteErr(err)))
+				continue
+			}
+			reps[i] = encodeAck(res[j].Held, res[j].Applied)
+		}
+	}
 }
 
 // handleBatched serves one request of a batch (never empty: decodeBatch
