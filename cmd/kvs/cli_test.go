@@ -34,6 +34,19 @@ func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, 
 	return out.String(), errOut.String(), code
 }
 
+// stubServe makes `kvs serve` parse its flags without starting a node, for
+// the rest of the test, and returns where the parsed options land.
+func stubServe(t *testing.T) *serveOptions {
+	t.Helper()
+	got := new(serveOptions)
+	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
+		*got = o
+		return nil
+	}
+	t.Cleanup(func() { runServe = serveNode })
+	return got
+}
+
 // clearKVSEnv unsets every KVS_* variable for the test, so that the
 // developer's environment does not leak into the results.
 func clearKVSEnv(t *testing.T) {
@@ -82,12 +95,7 @@ func TestEscapeKey(t *testing.T) {
 }
 
 func TestServeFlags(t *testing.T) {
-	var got serveOptions
-	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
-		got = o
-		return nil
-	}
-	t.Cleanup(func() { runServe = serveNode })
+	got := stubServe(t)
 
 	dir := t.TempDir()
 	secretFile := func(name, content string) string {
@@ -245,7 +253,7 @@ func TestServeFlags(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			got = serveOptions{}
+			*got = serveOptions{}
 			_, stderr, code := runCLI(t, "", append([]string{"serve"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit code %d, want %d; stderr %q", code, tt.wantCode, stderr)
@@ -254,7 +262,7 @@ func TestServeFlags(t *testing.T) {
 				t.Errorf("stderr %q lacks %q", stderr, tt.wantErr)
 			}
 			if tt.check != nil {
-				tt.check(t, got)
+				tt.check(t, *got)
 			}
 		})
 	}

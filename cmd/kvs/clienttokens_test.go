@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,12 +14,7 @@ import (
 // tokens, and every mistake in it is refused with the file and line, and
 // without the token.
 func TestServeClientTokenFlags(t *testing.T) {
-	var got serveOptions
-	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
-		got = o
-		return nil
-	}
-	t.Cleanup(func() { runServe = serveNode })
+	got := stubServe(t)
 
 	dir := t.TempDir()
 	file := func(name, content string) string {
@@ -84,7 +77,7 @@ func TestServeClientTokenFlags(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			got = serveOptions{}
+			*got = serveOptions{}
 			_, stderr, code := runCLI(t, "", append([]string{"serve"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit code %d, want %d; stderr %q", code, tt.wantCode, stderr)

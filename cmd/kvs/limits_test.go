@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -13,12 +11,7 @@ import (
 // The limit flags reach node.Config: their defaults are the node's, and
 // flags and environment variables override them.
 func TestServeLimitFlags(t *testing.T) {
-	var got serveOptions
-	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
-		got = o
-		return nil
-	}
-	t.Cleanup(func() { runServe = serveNode })
+	got := stubServe(t)
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -36,7 +29,7 @@ func TestServeLimitFlags(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			got = serveOptions{}
+			*got = serveOptions{}
 			if _, stderr, code := runCLI(t, "", append([]string{"serve"}, tc.args...)...); code != 0 {
 				t.Fatalf("exit code %d; stderr %q", code, stderr)
 			}
@@ -54,14 +47,9 @@ func TestServeLimitFlags(t *testing.T) {
 
 func TestServeReplicaBatchFlag(t *testing.T) {
 	clearKVSEnv(t)
-	var got serveOptions
-	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
-		got = o
-		return nil
-	}
-	t.Cleanup(func() { runServe = serveNode })
+	got := stubServe(t)
 	for arg, want := range map[string]int{"": node.DefaultBatchInFlight, "-1": -1, "4": 4} {
-		got = serveOptions{}
+		*got = serveOptions{}
 		args := []string{"serve"}
 		if arg != "" {
 			args = append(args, "--replica-batch-in-flight", arg)

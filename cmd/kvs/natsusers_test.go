@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,12 +13,7 @@ import (
 // and every mistake is refused naming the flag and the file, never the
 // password.
 func TestServeNATSPasswordFlags(t *testing.T) {
-	var got serveOptions
-	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
-		got = o
-		return nil
-	}
-	t.Cleanup(func() { runServe = serveNode })
+	got := stubServe(t)
 
 	dir := t.TempDir()
 	file := func(name, content string) string {
@@ -92,7 +85,7 @@ func TestServeNATSPasswordFlags(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			got = serveOptions{}
+			*got = serveOptions{}
 			_, stderr, code := runCLI(t, "", append([]string{"serve"}, tt.args...)...)
 			if tt.wantErr != "" {
 				if code != 2 || !strings.Contains(stderr, tt.wantErr) {

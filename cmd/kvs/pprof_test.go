@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -25,16 +24,11 @@ func TestCheckPprofAddr(t *testing.T) {
 
 func TestServePprofFlag(t *testing.T) {
 	clearKVSEnv(t)
-	var got serveOptions
-	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
-		got = o
-		return nil
-	}
-	t.Cleanup(func() { runServe = serveNode })
+	got := stubServe(t)
 	if _, errOut, code := runCLI(t, "", "serve", "--pprof", "127.0.0.1:6060"); code != 0 || got.pprofAddr != "127.0.0.1:6060" {
 		t.Fatalf("exit %d, stderr %q, pprof %q: want 127.0.0.1:6060 accepted", code, errOut, got.pprofAddr)
 	}
-	got = serveOptions{}
+	*got = serveOptions{}
 	_, errOut, code := runCLI(t, "", "serve", "--pprof", "0.0.0.0:6060")
 	if code == 0 || !strings.Contains(errOut, "loopback only") || got.id != "" {
 		t.Fatalf("exit %d, stderr %q: want a usage error saying loopback only, and no node started", code, errOut)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -27,12 +26,7 @@ func tlsFiles(t *testing.T) (*testcert.CA, testcert.Files) {
 
 func TestServeTLSFlags(t *testing.T) {
 	clearKVSEnv(t)
-	var got serveOptions
-	runServe = func(_ context.Context, o serveOptions, _ io.Writer) error {
-		got = o
-		return nil
-	}
-	t.Cleanup(func() { runServe = serveNode })
+	got := stubServe(t)
 
 	ca, good := tlsFiles(t)
 	dir := t.TempDir()
@@ -85,7 +79,7 @@ func TestServeTLSFlags(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			got = serveOptions{}
+			*got = serveOptions{}
 			out, errOut, code := runCLI(t, "", append([]string{"serve"}, tt.args...)...)
 			if len(tt.wantErr) == 0 {
 				if code != 0 {
