@@ -166,3 +166,28 @@ func benchApplyUnsynced(b *testing.B, hook func([]byte, Version, Version)) {
 		}
 	}
 }
+
+// BenchmarkGetMemtable: point reads of keys still in the memtable (10,000
+// of them, as in shared/bench's key space), the case of a node under
+// kvload.
+func BenchmarkGetMemtable(b *testing.B) {
+	const n = 10000
+	db, err := Open(Options{Dir: b.TempDir(), Sync: SyncNone})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	value := make([]byte, 100)
+	for i := 0; i < n; i++ {
+		db.Apply(Record{Key: fmt.Appendf(nil, "key%06d", i), Value: value, Version: Version{Counter: uint64(i + 1)}})
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	key := make([]byte, 0, 32)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		key = fmt.Appendf(key[:0], "key%06d", rng.IntN(n))
+		if _, err := db.Get(key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
