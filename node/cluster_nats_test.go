@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,38 +59,67 @@ func newNATSCluster(t testing.TB, ids ...string) *natsCluster {
 // newNATSClusterTuned is newNATSCluster with tune applied to every node's
 // configuration.
 func newNATSClusterTuned(t testing.TB, tune func(*Config), ids ...string) *natsCluster {
-	c := &natsCluster{t: t, topo: topology.NewMemStore(), ids: ids, ports: map[string]int{}, root: t.TempDir(), procs: map[string]*natsProc{}, tune: tune}
-	for _, id := range ids {
-		c.ports[id] = freePort(t)
-		c.seeds = append(c.seeds, fmt.Sprintf("127.0.0.1:%d", c.ports[id]))
-	}
+	c := &natsCluster{t: t, ids: ids, procs: map[string]*natsProc{}, tune: tune}
 	t.Cleanup(func() {
 		for _, id := range ids {
 			c.stop(id)
 		}
 	})
-	for _, id := range ids {
-		c.start(id)
+	// Each route port is free when picked, but another test binary may
+	// bind it before the node's server does: the cluster then starts over,
+	// on new ports and empty directories.
+	for attempt := 1; ; attempt++ {
+		c.topo, c.root, c.ports, c.seeds = topology.NewMemStore(), t.TempDir(), map[string]int{}, nil
+		for _, id := range ids {
+			c.ports[id] = freePort(t)
+			c.seeds = append(c.seeds, fmt.Sprintf("127.0.0.1:%d", c.ports[id]))
+		}
+		var err error
+		for _, id := range ids {
+			if _, err = c.tryStart(id); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			break
+		}
+		for _, id := range ids {
+			c.stop(id)
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("starting over on new ports: %v", err)
 	}
 	waitFor(t, 20*time.Second, "NATS cluster converged", c.converged(ids...))
 	return c
 }
 
+// start starts node id (its bus, store and node) on its route port and
+// directory, failing the test if it cannot.
 func (c *natsCluster) start(id string) *Node {
+	c.t.Helper()
+	n, err := c.tryStart(id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return n
+}
+
+func (c *natsCluster) tryStart(id string) (*Node, error) {
 	t := c.t
-	t.Helper()
 	b, err := bus.Start(bus.Config{
 		NodeID: id, Cluster: "nodetest", Host: "127.0.0.1",
 		ClientPort: -1, ClusterPort: c.ports[id], Seeds: c.seeds,
 		PingInterval: 250 * time.Millisecond,
 	})
 	if err != nil {
-		t.Fatalf("bus %s: %v", id, err)
+		return nil, fmt.Errorf("bus %s: %w", id, err)
 	}
 	db, err := lsm.Open(lsm.Options{Dir: filepath.Join(c.root, id, "data")})
 	if err != nil {
 		b.Close()
-		t.Fatalf("store %s: %v", id, err)
+		return nil, fmt.Errorf("store %s: %w", id, err)
 	}
 	cfg := Config{
 		ID: id, Cluster: "nodetest", HTTPAddr: "http://" + id,
@@ -108,12 +138,12 @@ func (c *natsCluster) start(id string) *Node {
 	if err != nil {
 		db.Close()
 		b.Close()
-		t.Fatalf("node %s: %v", id, err)
+		return nil, fmt.Errorf("node %s: %w", id, err)
 	}
 	c.mu.Lock()
 	c.procs[id] = &natsProc{b: b, db: db, n: n}
 	c.mu.Unlock()
-	return n
+	return n, nil
 }
 
 // stop closes id's node, bus and store, like a process exit.
