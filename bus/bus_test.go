@@ -71,32 +71,64 @@ func start(t testing.TB, cfg Config) *Bus {
 // startCluster starts n nodes that all list every node (themselves
 // included) as seeds, as a production config does, and waits for the full
 // mesh. mod, if not nil, adjusts each config.
+//
+// Each route port is free when picked, but another test binary may bind it
+// before the node's server does: the cluster then starts over on new
+// ports, up to three times.
 func startCluster(t testing.TB, n int, mod func(*Config)) []*Bus {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		buses, err := tryStartCluster(t, n, mod)
+		if err == nil {
+			for _, b := range buses {
+				t.Cleanup(func() {
+					if err := b.Close(); err != nil {
+						t.Errorf("Close(%s): %v", b.NodeID(), err)
+					}
+				})
+			}
+			for _, b := range buses {
+				waitRoutes(t, b, n-1)
+			}
+			return buses
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("starting over on new ports: %v", err)
+	}
+}
+
+// tryStartCluster starts startCluster's nodes, or none of them.
+func tryStartCluster(t testing.TB, n int, mod func(*Config)) ([]*Bus, error) {
 	ports := make([]int, n)
 	seeds := make([]string, n)
 	for i := range ports {
 		p, err := freePort("127.0.0.1")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ports[i] = p
 		seeds[i] = fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	buses := make([]*Bus, n)
-	for i := range buses {
+	buses := make([]*Bus, 0, n)
+	for i := range n {
 		cfg := testConfig(t, fmt.Sprintf("n%d", i+1))
 		cfg.ClusterPort = ports[i]
 		cfg.Seeds = seeds
 		if mod != nil {
 			mod(&cfg)
 		}
-		buses[i] = start(t, cfg)
+		b, err := Start(cfg)
+		if err != nil {
+			for _, b := range buses {
+				b.Close()
+			}
+			return nil, fmt.Errorf("Start(%s): %w", cfg.NodeID, err)
+		}
+		buses = append(buses, b)
 	}
-	for _, b := range buses {
-		waitRoutes(t, b, n-1)
-	}
-	return buses
+	return buses, nil
 }
 
 // waitRoutes waits until b has exactly n routed peers.
