@@ -10,7 +10,11 @@ import (
 // sane, made up otherwise, and always echoed in the response. The body of
 // a 5xx answer carries it too, and the log line with the full error names
 // it, so that a client can report a failure that the operator can find.
-const headerRequestID = "X-Request-ID"
+//
+// It is spelled in canonical form (what http.CanonicalHeaderKey returns;
+// header names are case-insensitive on the wire), so that setting it on
+// every response costs no canonicalization.
+const headerRequestID = "X-Request-Id"
 
 // maxRequestIDLen bounds an ID taken from a client.
 const maxRequestIDLen = 128
