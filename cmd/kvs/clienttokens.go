@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -86,17 +84,9 @@ func (a clientAuthOptions) apply(cfg gateway.Config) gateway.Config {
 // readTokensFile reads a tokens file. Errors name the file and line, never
 // a token.
 func readTokensFile(path, secret string) (readWrite, readOnly []string, err error) {
-	f, err := os.Open(path)
+	b, err := readFlagFile("--client-tokens-file", path, maxTokensFileBytes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--client-tokens-file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxTokensFileBytes+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("--client-tokens-file: %w", err)
-	}
-	if len(b) > maxTokensFileBytes {
-		return nil, nil, fmt.Errorf("--client-tokens-file %s: larger than %d MiB; is it the right file?", path, maxTokensFileBytes>>20)
+		return nil, nil, err
 	}
 	lineOf := map[string]int{} // token -> line
 	sc := bufio.NewScanner(bytes.NewReader(b))

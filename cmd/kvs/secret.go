@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -60,23 +58,7 @@ func readSecret(c *cli.Context) (string, error) {
 // given with flag: at most maxSecretFileBytes, one trailing newline
 // dropped, not empty. It does not check what it read.
 func readCredentialFile(flag, path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", flag, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", flag, err)
-	}
-	if len(b) > maxSecretFileBytes {
-		return "", fmt.Errorf("%s %s: larger than %d KiB; is it the right file?", flag, path, maxSecretFileBytes>>10)
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if s == "" {
-		return "", fmt.Errorf("%s %s: empty", flag, path)
-	}
-	return s, nil
+	return readFlagFileLine(flag, path, maxSecretFileBytes)
 }
 
 // checkSecret checks a secret a node runs with (serve, dev); "" (no secret)

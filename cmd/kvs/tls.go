@@ -6,10 +6,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -95,17 +93,9 @@ func loadServeTLS(certFile, keyFile, caFile string, now time.Time) (*serveTLS, e
 // readPEMFile reads the PEM file of flag, refusing one larger than
 // maxPEMFileBytes or without a block whose type ends in want.
 func readPEMFile(flag, path, want string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := readFlagFile(flag, path, maxPEMFileBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxPEMFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", flag, path, err)
-	}
-	if len(b) > maxPEMFileBytes {
-		return nil, fmt.Errorf("%s %s: larger than %d KiB; is it the right file?", flag, path, maxPEMFileBytes>>10)
+		return nil, err
 	}
 	for rest := b; ; {
 		var block *pem.Block

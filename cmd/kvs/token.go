@@ -1,11 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 	"unicode"
 
@@ -53,23 +49,7 @@ func clientToken(c *cli.Context) (string, error) {
 // readTokenFile reads a token from path: the whole file, one trailing
 // newline (LF or CRLF) dropped.
 func readTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("--token-file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenFileBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("--token-file: %w", err)
-	}
-	if len(b) > maxTokenFileBytes {
-		return "", fmt.Errorf("--token-file %s: larger than %d KiB; is it the right file?", path, maxTokenFileBytes>>10)
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if s == "" {
-		return "", errors.New("--token-file " + path + ": empty")
-	}
-	return s, nil
+	return readFlagFileLine("--token-file", path, maxTokenFileBytes)
 }
 
 // setBearer sends token as "Authorization: Bearer" when it is not empty.
