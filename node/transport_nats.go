@@ -18,6 +18,9 @@ type natsTransport struct {
 	b    *bus.Bus
 	self string
 	subj bus.Subjects
+	// events holds the change feed's subject of each write operation,
+	// built once: every write asks whether anyone listens on one.
+	events map[string]string
 }
 
 var _ Transport = (*natsTransport)(nil)
@@ -26,7 +29,12 @@ var _ Transport = (*natsTransport)(nil)
 // (b.NodeID()), in b's cluster. The caller owns b and closes it after the
 // node.
 func NewNATSTransport(b *bus.Bus) Transport {
-	return &natsTransport{b: b, self: b.NodeID(), subj: b.Subjects()}
+	subj := b.Subjects()
+	events := map[string]string{}
+	for _, op := range []string{OpPut, "delete"} {
+		events[op] = subj.Events(op)
+	}
+	return &natsTransport{b: b, self: b.NodeID(), subj: subj, events: events}
 }
 
 func (t *natsTransport) Request(ctx context.Context, to, op string, req []byte) ([]byte, error) {
@@ -56,9 +64,17 @@ func (t *natsTransport) OnBroadcast(fn func([]byte)) (func() error, error) {
 }
 
 func (t *natsTransport) PublishEvent(op string, msg []byte) error {
-	return t.b.Publish(t.subj.Events(op), msg)
+	return t.b.Publish(t.eventSubject(op), msg)
+}
+
+// eventSubject returns op's change feed subject.
+func (t *natsTransport) eventSubject(op string) string {
+	if s, ok := t.events[op]; ok {
+		return s
+	}
+	return t.subj.Events(op)
 }
 
 func (t *natsTransport) EventInterest(op string) bool {
-	return t.b.HasInterest(t.subj.Events(op))
+	return t.b.HasInterest(t.eventSubject(op))
 }
