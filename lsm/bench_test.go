@@ -136,8 +136,8 @@ func BenchmarkGetAbsent(b *testing.B) {
 
 // BenchmarkApplyUnsynced: one writer, 100-byte values, SyncNone, on the OS
 // file system. Without fsyncs the cost of the Apply path itself shows: the
-// version check, the hand-off to the committer, the WAL write(2) and the
-// memtable insert.
+// version check, the commit queue (uncontended: no hand-off), the WAL
+// write(2) and the memtable insert.
 func BenchmarkApplyUnsynced(b *testing.B) { benchApplyUnsynced(b, nil) }
 
 // BenchmarkApplyUnsyncedOnApply is BenchmarkApplyUnsynced with an OnApply

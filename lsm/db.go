@@ -18,7 +18,7 @@ const maxImmutable = 2
 // maxCommitBatch bounds how many Apply calls share one WAL write.
 const maxCommitBatch = 1024
 
-// maxCommitBytes is the WAL write size at which the committer stops taking
+// maxCommitBytes is the WAL write size at which a leader stops taking
 // more requests into a group (the last one taken may go past it), and the
 // size of WAL frames ApplyBatch commits at once: it bounds the memory a
 // group holds and how long a batch keeps its keys locked.
@@ -69,20 +69,27 @@ type DB struct {
 	roErr       atomic.Pointer[error]
 	roCh        chan struct{} // closed when roErr is set
 	// stalled is the transient error the write path is stalled on (nil:
-	// it is not); the committer sets and clears it (transient.go).
+	// it is not); the commit pipeline sets and clears it (transient.go).
 	stalled atomic.Pointer[error]
 	// flushState reports the flusher's transient failures; compactErr is
 	// the compactor's last one, nil once a compaction works again.
 	flushState bgState
 	compactErr atomic.Pointer[error]
 
-	commitCh chan *commitReq
-	wal      *walWriter // owned by the committer goroutine
+	// cq is the commit pipeline's queue (commit.go). The fields after it
+	// up to healAt belong to the leader of the moment.
+	cq       commitQueue
+	wal      *walWriter
 	walBuf   []byte
-	healAt   time.Time // committer: when the next heal may be tried
-	healWait backoff   // committer: the heal retry schedule
-	commitWG sync.WaitGroup
-	closeErr error // the committer's final WAL sync/close error
+	group    []*commitReq // the group being committed
+	healWait backoff      // the heal retry schedule
+	// healAt is when the next heal may be tried (Unix nanoseconds); the
+	// leader sets it, tickLoop reads it. stallKick wakes tickLoop when the
+	// write path stalls.
+	healAt    atomic.Int64
+	stallKick chan struct{}
+	commitWG  sync.WaitGroup // tickLoop
+	closeErr  error          // the final WAL sync/close error
 
 	// installMu serialises manifest updates and the installation of the
 	// table list that goes with them (flushes and compactions).
@@ -120,29 +127,6 @@ func (v *version) unref() {
 	}
 }
 
-type reqKind int
-
-const (
-	reqApply reqKind = iota
-	reqRotate
-)
-
-type commitReq struct {
-	kind reqKind
-	// reqApply: the records to commit, each of a different key, which the
-	// memtable takes over; the version held for each before, for OnApply;
-	// and their WAL frames, concatenated in the same order.
-	recs  []Record
-	prevs []Version
-	frame []byte
-	done  chan error
-	imm   *memtable // reqRotate: the memtable Flush waits for
-	// one and onePrev back recs and prevs for a single Apply or Purge, so
-	// that it costs no allocation of its own.
-	one     [1]Record
-	onePrev [1]Version
-}
-
 // heldAfter returns the version a committed record leaves held: none for a
 // purge marker.
 func heldAfter(rec *Record) Version {
@@ -161,7 +145,7 @@ func Open(opts Options) (*DB, error) {
 		opts:        opts,
 		fs:          opts.FS,
 		dir:         opts.Dir,
-		commitCh:    make(chan *commitReq, maxCommitBatch),
+		stallKick:   make(chan struct{}, 1),
 		flushCh:     make(chan struct{}, 1),
 		compactKick: make(chan struct{}, 1),
 		compactCh:   make(chan compactReq),
@@ -187,7 +171,7 @@ func Open(opts Options) (*DB, error) {
 	}
 	db.running.Store(true)
 	db.commitWG.Add(1)
-	go db.commitLoop()
+	go db.tickLoop()
 	db.bgWG.Add(2)
 	go db.flushLoop()
 	go db.compactLoop()
@@ -604,16 +588,16 @@ func (db *DB) heldVersion(key []byte) (Version, error) {
 	return cur.Version, nil
 }
 
-// commit hands a copy of rec to the committer and waits until it is in the
-// WAL (synced under SyncAlways) and the memtable. prev is the version held
-// before, passed on to OnApply.
+// commit commits a copy of rec through the commit pipeline and returns
+// once it is in the WAL (synced under SyncAlways) and the memtable. prev is
+// the version held before, passed on to OnApply. The copy the memtable
+// keeps aliases the record's WAL frame: one allocation holds both.
 func (db *DB) commit(rec Record, prev Version) error {
-	req := &commitReq{kind: reqApply, done: make(chan error, 1)}
-	req.one[0], req.onePrev[0] = cloneRecord(rec), prev
+	req := &commitReq{kind: reqApply}
+	req.frame, req.one[0] = appendRecordFrame(make([]byte, 0, frameLen(&rec)), &rec)
+	req.onePrev[0] = prev
 	req.recs, req.prevs = req.one[:], req.onePrev[:]
-	req.frame = appendFrame(nil, appendRecord(nil, &req.one[0]))
-	db.commitCh <- req
-	return <-req.done
+	return db.submit(req)
 }
 
 // Purge drops the record held for key if its version is exactly v (a
@@ -792,9 +776,8 @@ func (db *DB) Flush() error {
 	// Flushes go oldest first: a failure after this point means ours
 	// has not happened yet.
 	failed := db.flushState.failures()
-	req := &commitReq{kind: reqRotate, done: make(chan error, 1)}
-	db.commitCh <- req
-	if err := <-req.done; err != nil {
+	req := &commitReq{kind: reqRotate}
+	if err := db.submit(req); err != nil {
 		return err
 	}
 	if req.imm == nil {
@@ -832,8 +815,10 @@ func (db *DB) Close() error {
 	db.closed = true
 	db.closeMu.Unlock()
 
-	close(db.commitCh)
+	// No call is in flight now, so none leads the commit pipeline: once
+	// tickLoop is gone, nothing touches the WAL.
 	db.commitWG.Wait()
+	db.closeWAL()
 	close(db.quit)
 	db.mu.Lock()
 	db.immCond.Broadcast()
@@ -849,200 +834,6 @@ func (db *DB) Close() error {
 		db.closeErr = fmt.Errorf("lsm: release lock: %w", err)
 	}
 	return db.closeErr
-}
-
-// commitLoop is the committer: it takes every request waiting, writes the
-// Apply records to the WAL in one write, syncs once, inserts them into the
-// memtable and answers them; it also rotates the memtable.
-func (db *DB) commitLoop() {
-	defer db.commitWG.Done()
-	var tick <-chan time.Time
-	if db.opts.Sync == SyncInterval {
-		t := time.NewTicker(db.opts.SyncInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	batch := make([]*commitReq, 0, maxCommitBatch)
-	var heal <-chan time.Time // armed while the write path is stalled
-	for {
-		if heal == nil && db.stalledErr() != nil && db.readOnlyErr() == nil {
-			heal = time.After(time.Until(db.healAt))
-		}
-		select {
-		case <-heal:
-			heal = nil
-			db.heal()
-		case req, ok := <-db.commitCh:
-			if !ok {
-				db.closeWAL()
-				return
-			}
-			batch = append(batch[:0], req)
-			size := len(req.frame)
-		drain:
-			for len(batch) < maxCommitBatch && size < maxCommitBytes {
-				select {
-				case r, ok := <-db.commitCh:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, r)
-					size += len(r.frame)
-				default:
-					break drain
-				}
-			}
-			for i := 0; i < len(batch); {
-				if batch[i].kind == reqRotate {
-					db.handleRotate(batch[i])
-					i++
-					continue
-				}
-				j := i
-				for j < len(batch) && batch[j].kind == reqApply {
-					j++
-				}
-				db.commitGroup(batch[i:j])
-				i = j
-			}
-			clear(batch)
-		case <-tick:
-			if db.wal.dirty && db.readOnlyErr() == nil {
-				if err := db.syncWAL(); err != nil {
-					db.setReadOnly(err)
-				}
-			}
-		}
-	}
-}
-
-// refuse answers every request of g with err.
-func refuse(g []*commitReq, err error) {
-	for _, r := range g {
-		r.done <- err
-	}
-}
-
-func (db *DB) syncWAL() error {
-	start := time.Now()
-	err := db.wal.sync()
-	db.stats.recordSync(time.Since(start))
-	return err
-}
-
-func (db *DB) closeWAL() {
-	if db.readOnlyErr() == nil && db.wal.dirty {
-		if err := db.syncWAL(); err != nil {
-			db.closeErr = err
-		}
-	}
-	if err := db.wal.f.Close(); err != nil && db.closeErr == nil {
-		db.closeErr = fmt.Errorf("lsm: close WAL %s: %w", db.wal.name, err)
-	}
-}
-
-func (db *DB) commitGroup(g []*commitReq) {
-	if db.stalledErr() != nil {
-		db.heal()
-	}
-	if db.readOnlyErr() != nil {
-		refuse(g, db.errReadOnly())
-		return
-	}
-	if err := db.stalledErr(); err != nil {
-		refuse(g, transientErr(err))
-		return
-	}
-	var buf []byte
-	if len(g) == 1 {
-		// A lone request (a batch, often) is written as is, uncopied.
-		buf = g[0].frame
-	} else {
-		buf = db.walBuf[:0]
-		for _, r := range g {
-			buf = append(buf, r.frame...)
-		}
-		db.walBuf = buf
-		if cap(db.walBuf) > maxCommitBytes {
-			db.walBuf = nil
-		}
-	}
-	start := db.wal.size
-	err := db.wal.write(buf)
-	if err == nil && db.opts.Sync == SyncAlways {
-		err = db.syncWAL()
-	}
-	db.stats.commitGroups.Add(1)
-	db.stats.walBytes.Add(uint64(len(buf)))
-	if err != nil {
-		if isTransient(err) {
-			// The group never reached the memtable; take it out of the
-			// WAL too (transient.go).
-			if cerr := db.wal.cutBack(start); cerr != nil {
-				err = fmt.Errorf("%w (and undoing it failed: %w)", err, cerr)
-				db.setReadOnly(err)
-				refuse(g, err)
-				return
-			}
-		}
-		refuse(g, db.writeFailed(err))
-		return
-	}
-	// OnApply runs under the same lock as the inserts, so that every
-	// snapshot sees a record exactly when it follows the record's call.
-	hook := db.opts.OnApply
-	db.mu.Lock()
-	for _, r := range g {
-		for i := range r.recs {
-			db.mem.put(r.recs[i])
-			if hook != nil {
-				hook(r.recs[i].Key, r.prevs[i], heldAfter(&r.recs[i]))
-			}
-		}
-	}
-	full := db.mem.bytes >= db.opts.MemtableBytes
-	db.mu.Unlock()
-	for _, r := range g {
-		r.done <- nil
-	}
-	if full {
-		// The group is committed whatever happens here; a rotation that
-		// fails stalls the writes that follow, so that the memtable does
-		// not outgrow its bound.
-		if _, err := db.rotate(false); err != nil {
-			db.writeFailed(err)
-		}
-	}
-}
-
-func (db *DB) handleRotate(req *commitReq) {
-	if db.stalledErr() != nil {
-		db.heal()
-	}
-	if db.readOnlyErr() != nil {
-		req.done <- db.errReadOnly()
-		return
-	}
-	if err := db.stalledErr(); err != nil {
-		req.done <- transientErr(err)
-		return
-	}
-	imm, err := db.rotate(false)
-	if err != nil {
-		// A Flush asked for this rotation, not a full memtable: the
-		// current WAL and memtable take writes as before, and only the
-		// Flush fails on a transient error.
-		if isTransient(err) {
-			db.stats.transientErrors.Add(1)
-			err = transientErr(err)
-		} else {
-			db.setReadOnly(err)
-		}
-		req.done <- err
-		return
-	}
-	req.imm = imm
-	req.done <- nil
 }
 
 // rotate freezes the memtable and starts a new one with a new WAL. It

@@ -471,7 +471,7 @@ func TestGroupCommit(t *testing.T) {
 		g.mu.Lock()
 		first := g.written / frame
 		g.mu.Unlock()
-		if first+len(db.commitCh) == n {
+		if first+db.cq.queued() == n {
 			break
 		}
 		runtimeGosched()

@@ -193,7 +193,8 @@ func readAll(f File) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// walWriter appends frames to one WAL file. It is owned by the committer.
+// walWriter appends frames to one WAL file. It is owned by the leader of
+// the commit pipeline (commit.go).
 type walWriter struct {
 	f     File
 	num   uint64
