@@ -218,9 +218,14 @@ func (db *DB) syncWAL() error {
 	return err
 }
 
-// closeWAL syncs and closes the WAL; Close calls it once no request can
-// be submitted any more.
+// closeWAL trims the space reserved past the WAL's last frame, syncs and
+// closes the WAL; Close calls it once no request can be submitted any more.
 func (db *DB) closeWAL() {
+	if db.readOnlyErr() == nil {
+		if err := db.wal.trim(); err != nil {
+			db.opts.Logger.Warn("lsm: trim WAL on close", "err", err)
+		}
+	}
 	if db.readOnlyErr() == nil && db.wal.dirty {
 		if err := db.syncWAL(); err != nil {
 			db.closeErr = err

@@ -362,22 +362,25 @@ func (db *DB) openWAL(num uint64) (*walWriter, error) {
 		db.fs.Remove(path)
 		return nil, err
 	}
+	var prealloc bool
 	if p, ok := f.(preallocator); ok {
 		// Best effort: a WAL that outgrows it, or a file system that
 		// cannot, only costs speed. The zeros end the WAL cleanly on
 		// replay. But no room for it (ENOSPC, EDQUOT) fails the WAL:
 		// its writes would fail soon anyway.
-		if err := p.Preallocate(db.opts.MemtableBytes + db.opts.MemtableBytes/4); err != nil {
-			if isTransient(err) {
-				return fail(fmt.Errorf("lsm: preallocate WAL %s: %w", name, err))
-			}
+		err := p.Preallocate(db.opts.MemtableBytes + db.opts.MemtableBytes/4)
+		if err != nil && isTransient(err) {
+			return fail(fmt.Errorf("lsm: preallocate WAL %s: %w", name, err))
+		}
+		if err != nil {
 			db.opts.Logger.Debug("lsm: preallocate WAL", "file", name, "err", err)
 		}
+		prealloc = err == nil
 	}
 	if err := db.syncDir(); err != nil {
 		return fail(fmt.Errorf("lsm: sync dir for WAL %s: %w", name, err))
 	}
-	w := &walWriter{f: f, num: num, name: name}
+	w := &walWriter{f: f, num: num, name: name, prealloc: prealloc}
 	// The header reaches the disk with the first synced record (or the
 	// sync before the next rotation); a crash before that leaves an empty
 	// or zero file, which replays as no records.

@@ -100,6 +100,11 @@
 // replayed records are written to a table at once and the WAL files
 // removed, so a cut tail never ends up in the middle of a log.
 //
+// A WAL is preallocated (fallocate) when it is created, so that its
+// fdatasyncs need not grow it; Close cuts the space past the last frame
+// off again, so that an Open after a clean Close reads only the frames,
+// not megabytes of zeros. After a crash the zeros are read and checked.
+//
 // # SSTable format
 //
 // A table (NNNNNN.sst) is written once, to NNNNNN.sst.tmp, fsynced, renamed
