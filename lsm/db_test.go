@@ -429,6 +429,15 @@ func (f *gateFile) Write(p []byte) (int, error) {
 	return f.File.Write(p)
 }
 
+// Truncate passes the WAL's cut-back after a failed write on.
+func (f *gateFile) Truncate(size int64) error {
+	t, ok := f.File.(truncater)
+	if !ok {
+		return errors.New("gateFile: the inner file cannot truncate")
+	}
+	return t.Truncate(size)
+}
+
 func (f *gateFile) Sync() error {
 	if f.wal {
 		f.g.mu.Lock()
