@@ -2,6 +2,7 @@ package lsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 )
 
@@ -27,9 +28,32 @@ type memtable struct {
 	flushErr error
 }
 
+// skipNode is a record in the skiplist. prefix, the first bytes of the
+// key, sits beside the links: a search compares it first and reads the key
+// itself, elsewhere in memory, only when the prefixes are equal.
 type skipNode struct {
-	rec  Record
-	next [maxHeight]*skipNode
+	prefix uint64
+	next   [maxHeight]*skipNode
+	rec    Record
+}
+
+// keyPrefix returns the first 8 bytes of key, big-endian, zero-padded:
+// where the prefixes of two keys differ, they order as the keys do.
+func keyPrefix(key []byte) uint64 {
+	if len(key) >= 8 {
+		return binary.BigEndian.Uint64(key)
+	}
+	var b [8]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// before reports whether n's key orders before key, whose prefix is kp.
+func (n *skipNode) before(kp uint64, key []byte) bool {
+	if n.prefix != kp {
+		return n.prefix < kp
+	}
+	return bytes.Compare(n.rec.Key, key) < 0
 }
 
 func newMemtable(walNum uint64) *memtable {
@@ -46,10 +70,11 @@ func newMemtable(walNum uint64) *memtable {
 // node before it on every level when prev is not nil.
 func (m *memtable) findGE(key []byte, prev *[maxHeight]*skipNode) *skipNode {
 	x := m.head
+	kp := keyPrefix(key)
 	for lvl := m.height - 1; lvl >= 0; lvl-- {
 		for {
 			n := x.next[lvl]
-			if n == nil || bytes.Compare(n.rec.Key, key) >= 0 {
+			if n == nil || !n.before(kp, key) {
 				break
 			}
 			x = n
@@ -90,7 +115,7 @@ func (m *memtable) put(rec Record) {
 		}
 		m.height = h
 	}
-	nn := &skipNode{rec: rec}
+	nn := &skipNode{prefix: keyPrefix(rec.Key), rec: rec}
 	for l := 0; l < h; l++ {
 		nn.next[l] = prev[l].next[l]
 		prev[l].next[l] = nn
