@@ -181,6 +181,10 @@ func Open(opts Options) (*DB, error) {
 
 func (db *DB) newFileNum() uint64 { return db.nextFileNum.Add(1) - 1 }
 
+// memtableKeys is how many keys a full memtable holds at most: every entry
+// costs at least memEntryOverhead bytes. Its filter is sized for that.
+func (db *DB) memtableKeys() int { return int(max(db.opts.MemtableBytes/memEntryOverhead, 1)) }
+
 // recover loads the manifest and tables, replays the WAL into a table and
 // starts a fresh WAL.
 func (db *DB) recover() (err error) {
@@ -246,7 +250,7 @@ func (db *DB) recover() (err error) {
 
 	// Replay the WAL files the manifest still needs, oldest first.
 	sort.Slice(logs, func(i, j int) bool { return logs[i] < logs[j] })
-	mem := newMemtable(0)
+	mem := newMemtable(0, 0) // unbounded: no filter
 	for i, num := range logs {
 		name := logName(num)
 		f, err := fsys.Open(join(dir, name))
@@ -259,7 +263,7 @@ func (db *DB) recover() (err error) {
 			return fmt.Errorf("lsm: read WAL %s: %w", name, err)
 		}
 		end, tail, err := decodeWAL(name, data, func(_ int64, rec Record) error {
-			if old, ok := mem.get(rec.Key); replaces(old, ok, rec) {
+			if old, ok := mem.get(rec.Key, 0); replaces(old, ok, rec) {
 				mem.put(cloneRecord(rec))
 			}
 			return nil
@@ -324,7 +328,7 @@ func (db *DB) recover() (err error) {
 			fsys.Remove(join(dir, n))
 		}
 	}
-	db.mem = newMemtable(walNum)
+	db.mem = newMemtable(walNum, db.memtableKeys())
 	db.cur = newVersion(tables)
 	for _, t := range tables {
 		t.refs.Add(-1) // the version now holds the only reference
@@ -666,8 +670,9 @@ func (db *DB) Get(key []byte) (Record, error) {
 // The record found may be a purge marker.
 func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 	db.stats.gets.Add(1)
+	h := bloomHash(key)
 	db.mu.RLock()
-	if r, ok := db.mem.get(key); ok {
+	if r, ok := db.mem.get(key, h); ok {
 		db.mu.RUnlock()
 		if clone {
 			r = cloneRecord(r)
@@ -675,7 +680,7 @@ func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 		return r, true, nil
 	}
 	for i := len(db.imms) - 1; i >= 0; i-- {
-		if r, ok := db.imms[i].get(key); ok {
+		if r, ok := db.imms[i].get(key, h); ok {
 			db.mu.RUnlock()
 			if clone {
 				r = cloneRecord(r)
@@ -687,7 +692,6 @@ func (db *DB) get(key []byte, clone bool) (Record, bool, error) {
 	v.ref()
 	db.mu.RUnlock()
 	defer v.unref()
-	h := bloomHash(key)
 	for _, t := range v.tables {
 		r, ok, err := t.get(key, h)
 		if err != nil {
@@ -884,7 +888,7 @@ func (db *DB) rotate(fresh bool) (*memtable, error) {
 		imm = db.mem
 		db.imms = append(db.imms, imm)
 	}
-	db.mem = newMemtable(w.num)
+	db.mem = newMemtable(w.num, db.memtableKeys())
 	db.mu.Unlock()
 	if empty {
 		if err := db.fs.Remove(join(db.dir, old.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -22,6 +22,10 @@ type memtable struct {
 	bytes  int64
 	count  int
 	walNum uint64 // the WAL file that holds this memtable's records
+	// filter holds the hash of every key put, so that a search for an
+	// absent key (each Apply of a new key searches every memtable) mostly
+	// ends without walking the skiplist; nil: none.
+	filter bloom
 	// flushed is closed once the memtable is in a table (or failed to get
 	// there: flushErr is then set).
 	flushed  chan struct{}
@@ -56,8 +60,16 @@ func (n *skipNode) before(kp uint64, key []byte) bool {
 	return bytes.Compare(n.rec.Key, key) < 0
 }
 
-func newMemtable(walNum uint64) *memtable {
+// newMemtable returns an empty memtable for the records of WAL walNum,
+// with a filter sized for about keys keys (none if keys is 0; more keys
+// only make the filter less selective).
+func newMemtable(walNum uint64, keys int) *memtable {
+	var f bloom
+	if keys > 0 {
+		f = newBloom(keys)
+	}
 	return &memtable{
+		filter:  f,
 		head:    &skipNode{},
 		height:  1,
 		rng:     rand.New(rand.NewPCG(walNum, 0x9e3779b97f4a7c15)),
@@ -86,8 +98,11 @@ func (m *memtable) findGE(key []byte, prev *[maxHeight]*skipNode) *skipNode {
 	return x.next[0]
 }
 
-// get returns the record held for key.
-func (m *memtable) get(key []byte) (Record, bool) {
+// get returns the record held for key, whose bloomHash is h.
+func (m *memtable) get(key []byte, h uint64) (Record, bool) {
+	if m.filter != nil && !m.filter.mayContain(h) {
+		return Record{}, false
+	}
 	n := m.findGE(key, nil)
 	if n != nil && bytes.Equal(n.rec.Key, key) {
 		return n.rec, true
@@ -116,6 +131,9 @@ func (m *memtable) put(rec Record) {
 		m.height = h
 	}
 	nn := &skipNode{prefix: keyPrefix(rec.Key), rec: rec}
+	if m.filter != nil {
+		m.filter.add(bloomHash(rec.Key))
+	}
 	for l := 0; l < h; l++ {
 		nn.next[l] = prev[l].next[l]
 		prev[l].next[l] = nn

@@ -2,6 +2,7 @@ package lsm
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -11,11 +12,18 @@ import (
 // 0xff}, so that many share their first 8 bytes, differ only past them, or
 // are a prefix of one another with zero bytes after: the memtable must
 // order them as bytes.Compare does (its search compares 8-byte prefixes
-// first), find every one and nothing else.
+// first), find every one and nothing else, whether it has no key filter,
+// one sized for its keys, or one far too small (saturated).
 func TestMemtableOrder(t *testing.T) {
+	for _, keys := range []int{0, 10000, 50} {
+		t.Run(fmt.Sprintf("filter for %d keys", keys), func(t *testing.T) { testMemtableOrder(t, keys) })
+	}
+}
+
+func testMemtableOrder(t *testing.T, filterKeys int) {
 	alphabet := []byte{0x00, 0x01, 0x7f, 0xff}
 	rng := rand.New(rand.NewPCG(1, 2))
-	m := newMemtable(1)
+	m := newMemtable(1, filterKeys)
 	model := map[string]uint64{}
 	randKey := func() []byte {
 		k := make([]byte, 1+rng.IntN(12))
@@ -46,7 +54,7 @@ func TestMemtableOrder(t *testing.T) {
 	}
 	for i := 0; i < 5000; i++ {
 		k := randKey()
-		r, ok := m.get(k)
+		r, ok := m.get(k, bloomHash(k))
 		c, in := model[string(k)]
 		if ok != in || ok && (!bytes.Equal(r.Key, k) || r.Version != v(c)) {
 			t.Fatalf("get(%x) = %x@%v, %v; want present %v at %d", k, r.Key, r.Version, ok, in, c)
