@@ -45,8 +45,10 @@ type commitReq struct {
 	// err is the request's outcome, set before it is answered.
 	err error
 	// done wakes a follower: answered (err is set) or, with lead set,
-	// handed the lead. A request that never waits (its caller led from the
-	// start) has none.
+	// handed the lead. lead is also set on a request whose caller leads
+	// from the start, which needs no done. A request whose caller leads is
+	// answered without a wake-up, so every wake-up sent is received and
+	// done is empty once submit returns (Apply reuses requests).
 	done chan struct{}
 	lead bool
 	// one and onePrev back recs and prevs for a single Apply or Purge, so
@@ -76,6 +78,7 @@ func (db *DB) submit(req *commitReq) error {
 	q.mu.Lock()
 	if !q.leading {
 		q.leading = true
+		req.lead = true // answered by its own caller: no wake-up
 		q.waiting = append(q.waiting, req)
 		q.mu.Unlock()
 		db.lead()
@@ -149,10 +152,12 @@ func (db *DB) commitAll(g []*commitReq) {
 	}
 }
 
-// answer sets r's outcome and wakes its caller if it waits.
+// answer sets r's outcome and wakes its caller if it waits (a request
+// whose caller leads is not waiting). After the wake-up the leader no
+// longer touches r: its caller may reuse it.
 func answer(r *commitReq, err error) {
 	r.err = err
-	if r.done != nil {
+	if r.done != nil && !r.lead {
 		r.done <- struct{}{}
 	}
 }

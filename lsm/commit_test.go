@@ -258,6 +258,11 @@ func TestApplyBatchResultsConcurrent(t *testing.T) {
 					if ok {
 						applied.Add(1)
 					}
+					// Acknowledged means readable: a request answered early
+					// (its reuse mixing up wake-ups) would fail here.
+					if got, err := db.Get(recs[0].Key); err != nil || got.Version.Less(held) {
+						t.Errorf("Get %s after Apply held %v: %v, %v", recs[0].Key, held, got.Version, err)
+					}
 					continue
 				}
 				res := make([]ApplyResult, len(recs))

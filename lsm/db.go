@@ -79,6 +79,7 @@ type DB struct {
 	// cq is the commit pipeline's queue (commit.go). The fields after it
 	// up to healAt belong to the leader of the moment.
 	cq       commitQueue
+	reqPool  sync.Pool // of *commitReq, for Apply and Purge
 	wal      *walWriter
 	walBuf   []byte
 	group    []*commitReq // the group being committed
@@ -600,11 +601,24 @@ func (db *DB) heldVersion(key []byte) (Version, error) {
 // the version held before, passed on to OnApply. The copy the memtable
 // keeps aliases the record's WAL frame: one allocation holds both.
 func (db *DB) commit(rec Record, prev Version) error {
-	req := &commitReq{kind: reqApply}
+	req := db.getReq()
+	defer db.reqPool.Put(req)
 	req.frame, req.one[0] = appendRecordFrame(make([]byte, 0, frameLen(&rec)), &rec)
 	req.onePrev[0] = prev
 	req.recs, req.prevs = req.one[:], req.onePrev[:]
 	return db.submit(req)
+}
+
+// getReq returns a blank write request from the pool. A request goes back
+// to the pool once submit returns: by then nothing refers to it (the
+// leader answers it last) and its done channel is empty.
+func (db *DB) getReq() *commitReq {
+	req, _ := db.reqPool.Get().(*commitReq)
+	if req == nil {
+		return &commitReq{kind: reqApply}
+	}
+	*req = commitReq{kind: reqApply, done: req.done}
+	return req
 }
 
 // Purge drops the record held for key if its version is exactly v (a
