@@ -298,11 +298,21 @@ func (db *DB) recover() (err error) {
 		db.stats.flushes.Add(1)
 	}
 
-	// The manifest goes first: it names WAL walNum as the oldest needed,
-	// which is right whether or not that file exists after a crash.
-	walNum := db.newFileNum()
-	if err := db.writeManifest(walNum, tables); err != nil {
-		return err
+	var walNum uint64
+	if exists && len(logs) == 1 && mem.count == 0 && len(quarantine) == 0 {
+		// The one WAL replayed held no record and the manifest names
+		// every table: start that WAL again, empty, and leave the
+		// manifest as it is (it names an older or the same WAL as the
+		// oldest needed). A crash meanwhile leaves an empty WAL.
+		walNum = logs[0]
+	} else {
+		// The manifest goes first: it names WAL walNum as the oldest
+		// needed, which is right whether or not that file exists after a
+		// crash.
+		walNum = db.newFileNum()
+		if err := db.writeManifest(walNum, tables); err != nil {
+			return err
+		}
 	}
 	if db.wal, err = db.openWAL(walNum); err != nil {
 		return err

@@ -98,7 +98,10 @@
 // ErrCorrupt) naming the file and the offset of the bad frame. Zero bytes
 // after the last record (preallocated space) end any WAL cleanly. The
 // replayed records are written to a table at once and the WAL files
-// removed, so a cut tail never ends up in the middle of a log.
+// removed, so a cut tail never ends up in the middle of a log. When the
+// only WAL replayed holds no record (as after a Flush and a Close), Open
+// starts that WAL again, empty, and leaves the manifest as it is, which
+// spares it a manifest update and its fsyncs.
 //
 // A WAL is preallocated (fallocate) when it is created, so that its
 // fdatasyncs need not grow it; Close cuts the space past the last frame
