@@ -76,10 +76,10 @@ type DB struct {
 	flushState bgState
 	compactErr atomic.Pointer[error]
 
+	reqPool sync.Pool // of *commitReq, for Apply and Purge
 	// cq is the commit pipeline's queue (commit.go). The fields after it
 	// up to healAt belong to the leader of the moment.
 	cq       commitQueue
-	reqPool  sync.Pool // of *commitReq, for Apply and Purge
 	wal      *walWriter
 	walBuf   []byte
 	group    []*commitReq // the group being committed
@@ -187,7 +187,7 @@ func (db *DB) newFileNum() uint64 { return db.nextFileNum.Add(1) - 1 }
 func (db *DB) memtableKeys() int { return int(max(db.opts.MemtableBytes/memEntryOverhead, 1)) }
 
 // recover loads the manifest and tables, replays the WAL into a table and
-// starts a fresh WAL.
+// starts the WAL to write to (startWAL).
 func (db *DB) recover() (err error) {
 	fsys, dir := db.fs, db.dir
 	names, err := fsys.List(dir)
@@ -298,25 +298,11 @@ func (db *DB) recover() (err error) {
 		db.stats.flushes.Add(1)
 	}
 
-	var walNum uint64
-	if exists && len(logs) == 1 && mem.count == 0 && len(quarantine) == 0 {
-		// The one WAL replayed held no record and the manifest names
-		// every table: start that WAL again, empty, and leave the
-		// manifest as it is (it names an older or the same WAL as the
-		// oldest needed). A crash meanwhile leaves an empty WAL.
-		walNum = logs[0]
-	} else {
-		// The manifest goes first: it names WAL walNum as the oldest
-		// needed, which is right whether or not that file exists after a
-		// crash.
-		walNum = db.newFileNum()
-		if err := db.writeManifest(walNum, tables); err != nil {
-			return err
-		}
-	}
-	if db.wal, err = db.openWAL(walNum); err != nil {
+	reuse := exists && len(logs) == 1 && mem.count == 0 && len(quarantine) == 0
+	if err := db.startWAL(reuse, logs, tables); err != nil {
 		return err
 	}
+	walNum := db.wal.num
 	// The manifest no longer names the quarantined tables: move them aside.
 	for _, name := range quarantine {
 		if err := fsys.Rename(join(dir, name), join(dir, name+quarantineSuffix)); err != nil {
@@ -345,6 +331,27 @@ func (db *DB) recover() (err error) {
 		t.refs.Add(-1) // the version now holds the only reference
 	}
 	return nil
+}
+
+// startWAL creates the WAL that Open writes to. With reuse (the one WAL
+// replayed held no record, and the manifest names every table), it is that
+// WAL again, empty, and the manifest stays as it is: it names that WAL or
+// an older one as the oldest needed, and a crash meanwhile leaves an empty
+// WAL. Otherwise it is a new WAL, and the manifest goes first, naming it
+// as the oldest needed, which is right whether or not the file exists
+// after a crash.
+func (db *DB) startWAL(reuse bool, logs []uint64, tables []*table) (err error) {
+	var num uint64
+	if reuse {
+		num = logs[0]
+	} else {
+		num = db.newFileNum()
+		if err := db.writeManifest(num, tables); err != nil {
+			return err
+		}
+	}
+	db.wal, err = db.openWAL(num)
+	return err
 }
 
 // replaces reports whether a WAL record replaces the record old (ok: there
