@@ -47,7 +47,9 @@
 // # Read path
 //
 // Get looks in the memtable, then the frozen memtables (newest first), then
-// the tables newest to oldest, and stops at the first hit. A table is
+// the tables newest to oldest, and stops at the first hit. A memtable whose
+// bloom filter of keys rules the key out is not searched (so the version
+// check of an Apply of a new key walks no skiplist). A table is
 // skipped when its bloom filter says the key is absent; otherwise the
 // in-memory index names the one data block that can hold the key. Scan
 // merges the same sources over a snapshot: a copy of the memtable's range,
