@@ -15,7 +15,7 @@ import (
 // it or be overwritten by it. So ApplyBatch leaves the state that Apply
 // calls for the same records leave, in whatever order. It is meant for
 // many records at once (streamed ranges, repairs, hints): the cost of the
-// fsync, the hand-off to the committer and the memtable lock is paid per
+// fsync, the commit pipeline's queue and the memtable lock is paid per
 // commit, not per record. The DB copies what it keeps of recs.
 //
 // # What is atomic
@@ -237,9 +237,8 @@ func (db *DB) applyCommit(recs []Record, idx []int, res []ApplyResult) (int, err
 	for j, i := range keep {
 		frame, batch[j] = appendRecordFrame(frame, &recs[i])
 	}
-	req := &commitReq{kind: reqApply, recs: batch, prevs: prevs, frame: frame, done: make(chan error, 1)}
-	db.commitCh <- req
-	if err := <-req.done; err != nil {
+	req := &commitReq{kind: reqApply, recs: batch, prevs: prevs, frame: frame}
+	if err := db.submit(req); err != nil {
 		return 0, err
 	}
 	db.stats.applies.Add(uint64(len(batch)))

@@ -434,7 +434,7 @@ func TestApplyBatchOneWriteOneSync(t *testing.T) {
 	}
 }
 
-// TestApplyBatchGroupsWithApply: a batch goes through the committer like
+// TestApplyBatchGroupsWithApply: a batch goes through the commit queue like
 // an Apply, so it shares a WAL write and an fsync with the Applies queued
 // beside it.
 func TestApplyBatchGroupsWithApply(t *testing.T) {
@@ -478,7 +478,7 @@ func TestApplyBatchGroupsWithApply(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); mustApply(t, db, put(k, "v", v(1))) }()
 	}
-	for len(db.commitCh) != 1+singles {
+	for db.cq.queued() != 1+singles {
 		runtimeGosched()
 	}
 	close(g.open)

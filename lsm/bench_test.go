@@ -136,8 +136,8 @@ func BenchmarkGetAbsent(b *testing.B) {
 
 // BenchmarkApplyUnsynced: one writer, 100-byte values, SyncNone, on the OS
 // file system. Without fsyncs the cost of the Apply path itself shows: the
-// version check, the hand-off to the committer, the WAL write(2) and the
-// memtable insert.
+// version check, the commit queue (uncontended: no hand-off), the WAL
+// write(2) and the memtable insert.
 func BenchmarkApplyUnsynced(b *testing.B) { benchApplyUnsynced(b, nil) }
 
 // BenchmarkApplyUnsyncedOnApply is BenchmarkApplyUnsynced with an OnApply
@@ -205,7 +205,7 @@ func BenchmarkMemtable(b *testing.B) {
 		keys[i] = fmt.Appendf(nil, "key%012d", rng.Uint64()%1e12)
 	}
 	filled := func() *memtable {
-		m := newMemtable(1)
+		m := newMemtable(1, 0)
 		for i, k := range keys {
 			m.put(Record{Key: k, Value: value, Version: Version{Counter: uint64(i + 1)}})
 		}
@@ -213,10 +213,10 @@ func BenchmarkMemtable(b *testing.B) {
 	}
 	b.Run("insert", func(b *testing.B) {
 		b.ReportAllocs()
-		m := newMemtable(1)
+		m := newMemtable(1, 0)
 		for i := 0; b.Loop(); i++ {
 			if m.bytes >= DefaultMemtableBytes {
-				m = newMemtable(1)
+				m = newMemtable(1, 0)
 			}
 			k := fmt.Appendf(nil, "key%012d", rng.Uint64()%1e12)
 			m.put(Record{Key: k, Value: value, Version: Version{Counter: uint64(i + 1)}})

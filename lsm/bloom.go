@@ -27,22 +27,29 @@ func bloomHash(b []byte) uint64 {
 }
 
 func buildBloom(hashes []uint64) bloom {
-	nbits := len(hashes) * bloomBitsPerKey
-	if nbits < 64 {
-		nbits = 64
-	}
-	nbytes := (nbits + 7) / 8
-	nbits = nbytes * 8
-	f := make([]byte, nbytes+1)
-	f[nbytes] = bloomK
+	f := newBloom(len(hashes))
 	for _, h := range hashes {
-		h1, h2 := uint32(h), uint32(h>>32)|1
-		for i := uint32(0); i < bloomK; i++ {
-			bit := (h1 + i*h2) % uint32(nbits)
-			f[bit/8] |= 1 << (bit % 8)
-		}
+		f.add(h)
 	}
 	return f
+}
+
+// newBloom returns an empty filter sized for n keys (at least 64 bits).
+func newBloom(n int) bloom {
+	nbytes := (max(n*bloomBitsPerKey, 64) + 7) / 8
+	f := make([]byte, nbytes+1)
+	f[nbytes] = bloomK
+	return f
+}
+
+// add adds the key of hash h to a filter made by newBloom.
+func (f bloom) add(h uint64) {
+	nbits := uint32(len(f)-1) * 8
+	h1, h2 := uint32(h), uint32(h>>32)|1
+	for i := uint32(0); i < bloomK; i++ {
+		bit := (h1 + i*h2) % nbits
+		f[bit/8] |= 1 << (bit % 8)
+	}
 }
 
 // mayContain reports whether the key with hash h may be in the set. A

@@ -18,7 +18,7 @@ const maxImmutable = 2
 // maxCommitBatch bounds how many Apply calls share one WAL write.
 const maxCommitBatch = 1024
 
-// maxCommitBytes is the WAL write size at which the committer stops taking
+// maxCommitBytes is the WAL write size at which a leader stops taking
 // more requests into a group (the last one taken may go past it), and the
 // size of WAL frames ApplyBatch commits at once: it bounds the memory a
 // group holds and how long a batch keeps its keys locked.
@@ -69,20 +69,28 @@ type DB struct {
 	roErr       atomic.Pointer[error]
 	roCh        chan struct{} // closed when roErr is set
 	// stalled is the transient error the write path is stalled on (nil:
-	// it is not); the committer sets and clears it (transient.go).
+	// it is not); the commit pipeline sets and clears it (transient.go).
 	stalled atomic.Pointer[error]
 	// flushState reports the flusher's transient failures; compactErr is
 	// the compactor's last one, nil once a compaction works again.
 	flushState bgState
 	compactErr atomic.Pointer[error]
 
-	commitCh chan *commitReq
-	wal      *walWriter // owned by the committer goroutine
+	reqPool sync.Pool // of *commitReq, for Apply and Purge
+	// cq is the commit pipeline's queue (commit.go). The fields after it
+	// up to healAt belong to the leader of the moment.
+	cq       commitQueue
+	wal      *walWriter
 	walBuf   []byte
-	healAt   time.Time // committer: when the next heal may be tried
-	healWait backoff   // committer: the heal retry schedule
-	commitWG sync.WaitGroup
-	closeErr error // the committer's final WAL sync/close error
+	group    []*commitReq // the group being committed
+	healWait backoff      // the heal retry schedule
+	// healAt is when the next heal may be tried (Unix nanoseconds); the
+	// leader sets it, tickLoop reads it. stallKick wakes tickLoop when the
+	// write path stalls.
+	healAt    atomic.Int64
+	stallKick chan struct{}
+	commitWG  sync.WaitGroup // tickLoop
+	closeErr  error          // the final WAL sync/close error
 
 	// installMu serialises manifest updates and the installation of the
 	// table list that goes with them (flushes and compactions).
@@ -120,29 +128,6 @@ func (v *version) unref() {
 	}
 }
 
-type reqKind int
-
-const (
-	reqApply reqKind = iota
-	reqRotate
-)
-
-type commitReq struct {
-	kind reqKind
-	// reqApply: the records to commit, each of a different key, which the
-	// memtable takes over; the version held for each before, for OnApply;
-	// and their WAL frames, concatenated in the same order.
-	recs  []Record
-	prevs []Version
-	frame []byte
-	done  chan error
-	imm   *memtable // reqRotate: the memtable Flush waits for
-	// one and onePrev back recs and prevs for a single Apply or Purge, so
-	// that it costs no allocation of its own.
-	one     [1]Record
-	onePrev [1]Version
-}
-
 // heldAfter returns the version a committed record leaves held: none for a
 // purge marker.
 func heldAfter(rec *Record) Version {
@@ -161,7 +146,7 @@ func Open(opts Options) (*DB, error) {
 		opts:        opts,
 		fs:          opts.FS,
 		dir:         opts.Dir,
-		commitCh:    make(chan *commitReq, maxCommitBatch),
+		stallKick:   make(chan struct{}, 1),
 		flushCh:     make(chan struct{}, 1),
 		compactKick: make(chan struct{}, 1),
 		compactCh:   make(chan compactReq),
@@ -187,7 +172,7 @@ func Open(opts Options) (*DB, error) {
 	}
 	db.running.Store(true)
 	db.commitWG.Add(1)
-	go db.commitLoop()
+	go db.tickLoop()
 	db.bgWG.Add(2)
 	go db.flushLoop()
 	go db.compactLoop()
@@ -197,8 +182,15 @@ func Open(opts Options) (*DB, error) {
 
 func (db *DB) newFileNum() uint64 { return db.nextFileNum.Add(1) - 1 }
 
+// memtableKeys is how many keys a full memtable holds when its records are
+// small (a short key and a value of about 100 bytes, 128 bytes beyond the
+// entry's overhead): its index starts at that size, and grows past it.
+func (db *DB) memtableKeys() int {
+	return int(max(db.opts.MemtableBytes/(memEntryOverhead+128), 1))
+}
+
 // recover loads the manifest and tables, replays the WAL into a table and
-// starts a fresh WAL.
+// starts the WAL to write to (startWAL).
 func (db *DB) recover() (err error) {
 	fsys, dir := db.fs, db.dir
 	names, err := fsys.List(dir)
@@ -262,7 +254,7 @@ func (db *DB) recover() (err error) {
 
 	// Replay the WAL files the manifest still needs, oldest first.
 	sort.Slice(logs, func(i, j int) bool { return logs[i] < logs[j] })
-	mem := newMemtable(0)
+	mem := newMemtable(0, 0) // replay: the WAL's records, however many
 	for i, num := range logs {
 		name := logName(num)
 		f, err := fsys.Open(join(dir, name))
@@ -309,15 +301,11 @@ func (db *DB) recover() (err error) {
 		db.stats.flushes.Add(1)
 	}
 
-	// The manifest goes first: it names WAL walNum as the oldest needed,
-	// which is right whether or not that file exists after a crash.
-	walNum := db.newFileNum()
-	if err := db.writeManifest(walNum, tables); err != nil {
+	reuse := exists && len(logs) == 1 && mem.count == 0 && len(quarantine) == 0
+	if err := db.startWAL(reuse, logs, tables); err != nil {
 		return err
 	}
-	if db.wal, err = db.openWAL(walNum); err != nil {
-		return err
-	}
+	walNum := db.wal.num
 	// The manifest no longer names the quarantined tables: move them aside.
 	for _, name := range quarantine {
 		if err := fsys.Rename(join(dir, name), join(dir, name+quarantineSuffix)); err != nil {
@@ -340,12 +328,33 @@ func (db *DB) recover() (err error) {
 			fsys.Remove(join(dir, n))
 		}
 	}
-	db.mem = newMemtable(walNum)
+	db.mem = newMemtable(walNum, db.memtableKeys())
 	db.cur = newVersion(tables)
 	for _, t := range tables {
 		t.refs.Add(-1) // the version now holds the only reference
 	}
 	return nil
+}
+
+// startWAL creates the WAL that Open writes to. With reuse (the one WAL
+// replayed held no record, and the manifest names every table), it is that
+// WAL again, empty, and the manifest stays as it is: it names that WAL or
+// an older one as the oldest needed, and a crash meanwhile leaves an empty
+// WAL. Otherwise it is a new WAL, and the manifest goes first, naming it
+// as the oldest needed, which is right whether or not the file exists
+// after a crash.
+func (db *DB) startWAL(reuse bool, logs []uint64, tables []*table) (err error) {
+	var num uint64
+	if reuse {
+		num = logs[0]
+	} else {
+		num = db.newFileNum()
+		if err := db.writeManifest(num, tables); err != nil {
+			return err
+		}
+	}
+	db.wal, err = db.openWAL(num)
+	return err
 }
 
 // replaces reports whether a WAL record replaces the record old (ok: there
@@ -378,22 +387,25 @@ func (db *DB) openWAL(num uint64) (*walWriter, error) {
 		db.fs.Remove(path)
 		return nil, err
 	}
+	var prealloc bool
 	if p, ok := f.(preallocator); ok {
 		// Best effort: a WAL that outgrows it, or a file system that
 		// cannot, only costs speed. The zeros end the WAL cleanly on
 		// replay. But no room for it (ENOSPC, EDQUOT) fails the WAL:
 		// its writes would fail soon anyway.
-		if err := p.Preallocate(db.opts.MemtableBytes + db.opts.MemtableBytes/4); err != nil {
-			if isTransient(err) {
-				return fail(fmt.Errorf("lsm: preallocate WAL %s: %w", name, err))
-			}
+		err := p.Preallocate(db.opts.MemtableBytes + db.opts.MemtableBytes/4)
+		if err != nil && isTransient(err) {
+			return fail(fmt.Errorf("lsm: preallocate WAL %s: %w", name, err))
+		}
+		if err != nil {
 			db.opts.Logger.Debug("lsm: preallocate WAL", "file", name, "err", err)
 		}
+		prealloc = err == nil
 	}
 	if err := db.syncDir(); err != nil {
 		return fail(fmt.Errorf("lsm: sync dir for WAL %s: %w", name, err))
 	}
-	w := &walWriter{f: f, num: num, name: name}
+	w := &walWriter{f: f, num: num, name: name, prealloc: prealloc}
 	// The header reaches the disk with the first synced record (or the
 	// sync before the next rotation); a crash before that leaves an empty
 	// or zero file, which replays as no records.
@@ -604,16 +616,29 @@ func (db *DB) heldVersion(key []byte) (Version, error) {
 	return cur.Version, nil
 }
 
-// commit hands a copy of rec to the committer and waits until it is in the
-// WAL (synced under SyncAlways) and the memtable. prev is the version held
-// before, passed on to OnApply.
+// commit commits a copy of rec through the commit pipeline and returns
+// once it is in the WAL (synced under SyncAlways) and the memtable. prev is
+// the version held before, passed on to OnApply. The copy the memtable
+// keeps aliases the record's WAL frame: one allocation holds both.
 func (db *DB) commit(rec Record, prev Version) error {
-	req := &commitReq{kind: reqApply, done: make(chan error, 1)}
-	req.one[0], req.onePrev[0] = cloneRecord(rec), prev
+	req := db.getReq()
+	defer db.reqPool.Put(req)
+	req.frame, req.one[0] = appendRecordFrame(make([]byte, 0, frameLen(&rec)), &rec)
+	req.onePrev[0] = prev
 	req.recs, req.prevs = req.one[:], req.onePrev[:]
-	req.frame = appendFrame(nil, appendRecord(nil, &req.one[0]))
-	db.commitCh <- req
-	return <-req.done
+	return db.submit(req)
+}
+
+// getReq returns a blank write request from the pool. A request goes back
+// to the pool once submit returns: by then nothing refers to it (the
+// leader answers it last) and its done channel is empty.
+func (db *DB) getReq() *commitReq {
+	req, _ := db.reqPool.Get().(*commitReq)
+	if req == nil {
+		return &commitReq{kind: reqApply}
+	}
+	*req = commitReq{kind: reqApply, done: req.done}
+	return req
 }
 
 // Purge drops the record held for key if its version is exactly v (a
@@ -792,9 +817,8 @@ func (db *DB) Flush() error {
 	// Flushes go oldest first: a failure after this point means ours
 	// has not happened yet.
 	failed := db.flushState.failures()
-	req := &commitReq{kind: reqRotate, done: make(chan error, 1)}
-	db.commitCh <- req
-	if err := <-req.done; err != nil {
+	req := &commitReq{kind: reqRotate}
+	if err := db.submit(req); err != nil {
 		return err
 	}
 	if req.imm == nil {
@@ -832,8 +856,10 @@ func (db *DB) Close() error {
 	db.closed = true
 	db.closeMu.Unlock()
 
-	close(db.commitCh)
+	// No call is in flight now, so none leads the commit pipeline: once
+	// tickLoop is gone, nothing touches the WAL.
 	db.commitWG.Wait()
+	db.closeWAL()
 	close(db.quit)
 	db.mu.Lock()
 	db.immCond.Broadcast()
@@ -849,200 +875,6 @@ func (db *DB) Close() error {
 		db.closeErr = fmt.Errorf("lsm: release lock: %w", err)
 	}
 	return db.closeErr
-}
-
-// commitLoop is the committer: it takes every request waiting, writes the
-// Apply records to the WAL in one write, syncs once, inserts them into the
-// memtable and answers them; it also rotates the memtable.
-func (db *DB) commitLoop() {
-	defer db.commitWG.Done()
-	var tick <-chan time.Time
-	if db.opts.Sync == SyncInterval {
-		t := time.NewTicker(db.opts.SyncInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	batch := make([]*commitReq, 0, maxCommitBatch)
-	var heal <-chan time.Time // armed while the write path is stalled
-	for {
-		if heal == nil && db.stalledErr() != nil && db.readOnlyErr() == nil {
-			heal = time.After(time.Until(db.healAt))
-		}
-		select {
-		case <-heal:
-			heal = nil
-			db.heal()
-		case req, ok := <-db.commitCh:
-			if !ok {
-				db.closeWAL()
-				return
-			}
-			batch = append(batch[:0], req)
-			size := len(req.frame)
-		drain:
-			for len(batch) < maxCommitBatch && size < maxCommitBytes {
-				select {
-				case r, ok := <-db.commitCh:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, r)
-					size += len(r.frame)
-				default:
-					break drain
-				}
-			}
-			for i := 0; i < len(batch); {
-				if batch[i].kind == reqRotate {
-					db.handleRotate(batch[i])
-					i++
-					continue
-				}
-				j := i
-				for j < len(batch) && batch[j].kind == reqApply {
-					j++
-				}
-				db.commitGroup(batch[i:j])
-				i = j
-			}
-			clear(batch)
-		case <-tick:
-			if db.wal.dirty && db.readOnlyErr() == nil {
-				if err := db.syncWAL(); err != nil {
-					db.setReadOnly(err)
-				}
-			}
-		}
-	}
-}
-
-// refuse answers every request of g with err.
-func refuse(g []*commitReq, err error) {
-	for _, r := range g {
-		r.done <- err
-	}
-}
-
-func (db *DB) syncWAL() error {
-	start := time.Now()
-	err := db.wal.sync()
-	db.stats.recordSync(time.Since(start))
-	return err
-}
-
-func (db *DB) closeWAL() {
-	if db.readOnlyErr() == nil && db.wal.dirty {
-		if err := db.syncWAL(); err != nil {
-			db.closeErr = err
-		}
-	}
-	if err := db.wal.f.Close(); err != nil && db.closeErr == nil {
-		db.closeErr = fmt.Errorf("lsm: close WAL %s: %w", db.wal.name, err)
-	}
-}
-
-func (db *DB) commitGroup(g []*commitReq) {
-	if db.stalledErr() != nil {
-		db.heal()
-	}
-	if db.readOnlyErr() != nil {
-		refuse(g, db.errReadOnly())
-		return
-	}
-	if err := db.stalledErr(); err != nil {
-		refuse(g, transientErr(err))
-		return
-	}
-	var buf []byte
-	if len(g) == 1 {
-		// A lone request (a batch, often) is written as is, uncopied.
-		buf = g[0].frame
-	} else {
-		buf = db.walBuf[:0]
-		for _, r := range g {
-			buf = append(buf, r.frame...)
-		}
-		db.walBuf = buf
-		if cap(db.walBuf) > maxCommitBytes {
-			db.walBuf = nil
-		}
-	}
-	start := db.wal.size
-	err := db.wal.write(buf)
-	if err == nil && db.opts.Sync == SyncAlways {
-		err = db.syncWAL()
-	}
-	db.stats.commitGroups.Add(1)
-	db.stats.walBytes.Add(uint64(len(buf)))
-	if err != nil {
-		if isTransient(err) {
-			// The group never reached the memtable; take it out of the
-			// WAL too (transient.go).
-			if cerr := db.wal.cutBack(start); cerr != nil {
-				err = fmt.Errorf("%w (and undoing it failed: %w)", err, cerr)
-				db.setReadOnly(err)
-				refuse(g, err)
-				return
-			}
-		}
-		refuse(g, db.writeFailed(err))
-		return
-	}
-	// OnApply runs under the same lock as the inserts, so that every
-	// snapshot sees a record exactly when it follows the record's call.
-	hook := db.opts.OnApply
-	db.mu.Lock()
-	for _, r := range g {
-		for i := range r.recs {
-			db.mem.put(r.recs[i])
-			if hook != nil {
-				hook(r.recs[i].Key, r.prevs[i], heldAfter(&r.recs[i]))
-			}
-		}
-	}
-	full := db.mem.bytes >= db.opts.MemtableBytes
-	db.mu.Unlock()
-	for _, r := range g {
-		r.done <- nil
-	}
-	if full {
-		// The group is committed whatever happens here; a rotation that
-		// fails stalls the writes that follow, so that the memtable does
-		// not outgrow its bound.
-		if _, err := db.rotate(false); err != nil {
-			db.writeFailed(err)
-		}
-	}
-}
-
-func (db *DB) handleRotate(req *commitReq) {
-	if db.stalledErr() != nil {
-		db.heal()
-	}
-	if db.readOnlyErr() != nil {
-		req.done <- db.errReadOnly()
-		return
-	}
-	if err := db.stalledErr(); err != nil {
-		req.done <- transientErr(err)
-		return
-	}
-	imm, err := db.rotate(false)
-	if err != nil {
-		// A Flush asked for this rotation, not a full memtable: the
-		// current WAL and memtable take writes as before, and only the
-		// Flush fails on a transient error.
-		if isTransient(err) {
-			db.stats.transientErrors.Add(1)
-			err = transientErr(err)
-		} else {
-			db.setReadOnly(err)
-		}
-		req.done <- err
-		return
-	}
-	req.imm = imm
-	req.done <- nil
 }
 
 // rotate freezes the memtable and starts a new one with a new WAL. It
@@ -1090,7 +922,7 @@ func (db *DB) rotate(fresh bool) (*memtable, error) {
 		imm = db.mem
 		db.imms = append(db.imms, imm)
 	}
-	db.mem = newMemtable(w.num)
+	db.mem = newMemtable(w.num, db.memtableKeys())
 	db.mu.Unlock()
 	if empty {
 		if err := db.fs.Remove(join(db.dir, old.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -5,22 +5,25 @@
 // # Write path
 //
 // Apply reads the version held for the key and, if the new record is newer,
-// hands it to the committer goroutine, holding a per-key lock (one of 256
-// stripes) so that the check and the write are atomic per key. The
-// committer takes every request waiting, writes their WAL records in one
-// write, fsyncs once (under SyncAlways), inserts the records into the
-// memtable and answers all callers: group commit. When the memtable reaches
-// Options.MemtableBytes it is frozen, a new WAL file is started (the old
-// one is fsynced first, the new one's directory entry fsynced), and a
-// background goroutine writes the frozen memtable to a table. Writes stall
-// only if two frozen memtables are already waiting.
+// commits it, holding a per-key lock (one of 256 stripes) so that the check
+// and the write are atomic per key. Commits go through a leader/follower
+// queue (commit.go): a writer that finds nobody committing becomes the
+// leader and commits on its own goroutine, with no hand-off; writers that
+// arrive meanwhile queue up. The leader takes every request waiting (its
+// own first), writes their WAL records in one write, fsyncs once (under
+// SyncAlways), inserts the records into the memtable, answers the others
+// and hands the lead to the first writer queued since: group commit. When
+// the memtable reaches Options.MemtableBytes it is frozen, a new WAL file
+// is started (the old one is fsynced first, the new one's directory entry
+// fsynced), and a background goroutine writes the frozen memtable to a
+// table. Writes stall only if two frozen memtables are already waiting.
 //
 // ApplyBatch takes the same path with many records per request. It keeps
 // the newest record of each key in the batch, locks the stripes of all
 // their keys (ascending, each once, so that batches never deadlock with
 // each other or with Apply), checks each version held, and hands the
-// records that are newer to the committer as one request: their frames in
-// one write, one fsync, one insertion into the memtable. Batches of more
+// records that are newer to the commit queue as one request: their frames
+// in one write, one fsync, one insertion into the memtable. Batches of more
 // than 4 MiB of frames are cut into commits of at most that, each locked,
 // written and inserted on its own; each record is atomic, the batch as a
 // whole is not (see ApplyBatch).
@@ -44,7 +47,9 @@
 // # Read path
 //
 // Get looks in the memtable, then the frozen memtables (newest first), then
-// the tables newest to oldest, and stops at the first hit. A table is
+// the tables newest to oldest, and stops at the first hit. A memtable
+// answers from its hash index of keys, present or absent, without walking
+// its skiplist (so the version check of every Apply walks none). A table is
 // skipped when its bloom filter says the key is absent; otherwise the
 // in-memory index names the one data block that can hold the key. Scan
 // merges the same sources over a snapshot: a copy of the memtable's range,
@@ -95,7 +100,15 @@
 // ErrCorrupt) naming the file and the offset of the bad frame. Zero bytes
 // after the last record (preallocated space) end any WAL cleanly. The
 // replayed records are written to a table at once and the WAL files
-// removed, so a cut tail never ends up in the middle of a log.
+// removed, so a cut tail never ends up in the middle of a log. When the
+// only WAL replayed holds no record (as after a Flush and a Close), Open
+// starts that WAL again, empty, and leaves the manifest as it is, which
+// spares it a manifest update and its fsyncs.
+//
+// A WAL is preallocated (fallocate) when it is created, so that its
+// fdatasyncs need not grow it; Close cuts the space past the last frame
+// off again, so that an Open after a clean Close reads only the frames,
+// not megabytes of zeros. After a crash the zeros are read and checked.
 //
 // # SSTable format
 //
@@ -181,8 +194,10 @@
 // # Concurrency and files
 //
 // A LOCK file (flock) keeps a second process out of the directory. Three
-// goroutines run per DB: the committer (WAL and memtable), the flusher and
-// the compactor; flushes never wait for a compaction. Data blocks read by
+// goroutines run per DB: one for the timed jobs of the commit pipeline
+// (SyncInterval's WAL sync, retries of a stalled write path), the flusher
+// and the compactor; flushes never wait for a compaction. Commits run on
+// the writers' goroutines. Data blocks read by
 // Get and Scan go through a bounded LRU cache of parsed, checked blocks
 // (Options.BlockCacheBytes); compactions and Check bypass it.
 //
@@ -191,8 +206,8 @@
 // The node keeps hash trees of what it holds (per key range, the XOR of
 // hash(key, version) over its records) in step with the store, writes
 // included. Options.OnApply is called for every record applied, with the
-// version held before and the version held after, on the committer
-// goroutine while the record is inserted into the memtable: under the write
+// version held before and the version held after, on the goroutine leading
+// the commit while the record is inserted into the memtable: under the write
 // lock of db.mu, which every snapshot takes too. ScanAt calls its atSnapshot
 // under that lock (held exclusively) while it takes its snapshot. So every
 // OnApply call falls either before a snapshot, with its record in it, or

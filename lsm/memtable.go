@@ -2,6 +2,7 @@ package lsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"unsafe"
 )
@@ -17,13 +18,13 @@ const memEntryOverhead = 64
 // the DB mutex guards the mutable memtable, and a frozen (immutable)
 // memtable is only read.
 //
-// The index serves point reads and overwrites without walking the list.
-// Under a workload that writes a working set again and again (every replica
-// checks the version it holds before each apply), a skiplist walk over a
-// few thousand keys is a few dozen pointer chases and key comparisons, most
-// of them cache misses: it was about a tenth of a node's CPU under PUT. The
-// list stays for ordered iteration (flushes, scans) and for inserting new
-// keys.
+// The index answers point reads, present or absent, and finds the node an
+// overwrite replaces, without walking the list. Under a workload that
+// writes a working set again and again (every replica checks the version
+// it holds before each apply), a skiplist walk over a few thousand keys is
+// a few dozen pointer chases and key comparisons, most of them cache
+// misses: it was about a tenth of a node's CPU under PUT. The list stays
+// for ordered iteration (flushes, scans) and for placing new keys.
 type memtable struct {
 	head   *skipNode
 	index  map[string]*skipNode
@@ -38,15 +39,40 @@ type memtable struct {
 	flushErr error
 }
 
+// skipNode is a record in the skiplist. prefix, the first bytes of the
+// key, sits beside the links: a search compares it first and reads the key
+// itself, elsewhere in memory, only when the prefixes are equal.
 type skipNode struct {
-	rec  Record
-	next [maxHeight]*skipNode
+	prefix uint64
+	next   [maxHeight]*skipNode
+	rec    Record
 }
 
-func newMemtable(walNum uint64) *memtable {
+// keyPrefix returns the first 8 bytes of key, big-endian, zero-padded:
+// where the prefixes of two keys differ, they order as the keys do.
+func keyPrefix(key []byte) uint64 {
+	if len(key) >= 8 {
+		return binary.BigEndian.Uint64(key)
+	}
+	var b [8]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// before reports whether n's key orders before key, whose prefix is kp.
+func (n *skipNode) before(kp uint64, key []byte) bool {
+	if n.prefix != kp {
+		return n.prefix < kp
+	}
+	return bytes.Compare(n.rec.Key, key) < 0
+}
+
+// newMemtable returns an empty memtable for the records of WAL walNum,
+// with an index sized for about keys keys (it grows past them).
+func newMemtable(walNum uint64, keys int) *memtable {
 	return &memtable{
+		index:   make(map[string]*skipNode, keys),
 		head:    &skipNode{},
-		index:   make(map[string]*skipNode),
 		height:  1,
 		rng:     rand.New(rand.NewPCG(walNum, 0x9e3779b97f4a7c15)),
 		walNum:  walNum,
@@ -58,10 +84,11 @@ func newMemtable(walNum uint64) *memtable {
 // node before it on every level when prev is not nil.
 func (m *memtable) findGE(key []byte, prev *[maxHeight]*skipNode) *skipNode {
 	x := m.head
+	kp := keyPrefix(key)
 	for lvl := m.height - 1; lvl >= 0; lvl-- {
 		for {
 			n := x.next[lvl]
-			if n == nil || bytes.Compare(n.rec.Key, key) >= 0 {
+			if n == nil || !n.before(kp, key) {
 				break
 			}
 			x = n
@@ -101,7 +128,7 @@ func (m *memtable) put(rec Record) {
 		}
 		m.height = h
 	}
-	nn := &skipNode{rec: rec}
+	nn := &skipNode{prefix: keyPrefix(rec.Key), rec: rec}
 	for l := 0; l < h; l++ {
 		nn.next[l] = prev[l].next[l]
 		prev[l].next[l] = nn

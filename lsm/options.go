@@ -119,8 +119,9 @@ type Options struct {
 	// rejected Applies, for Purges that find another version, during WAL
 	// replay in Open, or when compaction drops records.
 	//
-	// It runs on the committer goroutine while the record is inserted into
-	// the memtable, under the lock that orders those inserts with the
+	// It runs on the goroutine that leads the commit (a writer's, not
+	// necessarily that of the record's own Apply) while the record is
+	// inserted into the memtable, under the lock that orders those inserts with the
 	// snapshots of Scan and ScanAt, in commit order, and before the
 	// corresponding Apply or Purge returns. So for every snapshot, each
 	// call happened either before it (and its record is in the snapshot)

@@ -56,7 +56,7 @@ func sum(xs []uint64) uint64 {
 }
 
 // TestSyncInterval: under SyncInterval an Apply returns before any fsync,
-// and the committer's ticker syncs the WAL soon after.
+// and the commit pipeline's ticker syncs the WAL soon after.
 func TestSyncInterval(t *testing.T) {
 	g := &syncGate{FS: NewMemFS(), open: make(chan struct{}), blocked: make(chan struct{})}
 	db := openMem(t, g, func(o *Options) { o.Sync = SyncInterval; o.SyncInterval = time.Millisecond })

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"sync/atomic"
 )
@@ -158,9 +159,39 @@ func (t *tableWriter) finish() (uint64, error) {
 	return t.off, t.err
 }
 
-type indexEntry struct {
-	lastKey []byte
-	h       blockHandle
+// tableIndex is a table's index as held in memory, flat: the last key of
+// each data block, concatenated in keys (ends[i] is where block i's key
+// ends), and each block's handle. It holds three allocations whatever the
+// number of blocks, and no pointer per block for the GC to scan.
+type tableIndex struct {
+	keys    []byte
+	ends    []uint32
+	handles []blockHandle
+}
+
+// len returns the number of data blocks.
+func (x *tableIndex) len() int { return len(x.handles) }
+
+// lastKey returns the last key of block i; it must not be modified.
+func (x *tableIndex) lastKey(i int) []byte {
+	start := uint32(0)
+	if i > 0 {
+		start = x.ends[i-1]
+	}
+	return x.keys[start:x.ends[i]:x.ends[i]]
+}
+
+// add appends a block.
+func (x *tableIndex) add(lastKey []byte, h blockHandle) {
+	x.keys = append(x.keys, lastKey...)
+	x.ends = append(x.ends, uint32(len(x.keys)))
+	x.handles = append(x.handles, h)
+}
+
+// search returns the first block whose last key is >= key, or len() if
+// there is none.
+func (x *tableIndex) search(key []byte) int {
+	return sort.Search(x.len(), func(i int) bool { return bytes.Compare(x.lastKey(i), key) >= 0 })
 }
 
 // table is an open, immutable SSTable. Its index and filter are held in
@@ -173,7 +204,7 @@ type table struct {
 	fs       FS
 	size     int64
 	count    uint64
-	index    []indexEntry
+	index    tableIndex
 	filter   bloom
 	smallest []byte
 	largest  []byte
@@ -233,24 +264,10 @@ func loadTable(f File, name string, stats *dbStats) (*table, error) {
 	if err != nil {
 		return nil, corruptf(name, int64(ft.index.off), "index block: %v", err)
 	}
-	it := blk.iter()
-	var prevEnd uint64
-	for ok := it.first(); ok; ok = it.next() {
-		off, n1 := binary.Uvarint(it.val)
-		ln, n2 := binary.Uvarint(it.val[max(n1, 0):])
-		if n1 <= 0 || n2 <= 0 || off != prevEnd || ln > ft.filter.off || off+ln+blockTrailerLen > ft.filter.off {
-			return nil, corruptf(name, int64(ft.index.off), "index entry %d: bad block handle", len(t.index))
-		}
-		prevEnd = off + ln + blockTrailerLen
-		t.index = append(t.index, indexEntry{append([]byte(nil), it.key...), blockHandle{off, ln}})
+	if t.index, err = loadIndex(name, blk, ft); err != nil {
+		return nil, err
 	}
-	if it.err != nil {
-		return nil, corruptf(name, int64(ft.index.off), "index block: %v", it.err)
-	}
-	if prevEnd != ft.filter.off {
-		return nil, corruptf(name, int64(ft.index.off), "index does not cover the data blocks")
-	}
-	if len(t.index) > 0 {
+	if t.index.len() > 0 {
 		// The smallest key is the first key of the first block.
 		b, err := t.readDataBlock(0)
 		if err != nil {
@@ -261,9 +278,44 @@ func loadTable(f File, name string, stats *dbStats) (*table, error) {
 			return nil, corruptf(name, 0, "empty data block")
 		}
 		t.smallest = append([]byte(nil), bi.key...)
-		t.largest = t.index[len(t.index)-1].lastKey
+		t.largest = t.index.lastKey(t.index.len() - 1)
 	}
 	return t, nil
+}
+
+// loadIndex checks the parsed index block blk of table name and returns it
+// as a tableIndex: every entry must be a block handle, the blocks must be
+// adjacent and cover the data area exactly.
+func loadIndex(name string, blk *block, ft footer) (tableIndex, error) {
+	// An entry takes at least 5 bytes (three lengths, a handle of two),
+	// and there is a restart point every restartInterval entries.
+	n := min(blk.nrest*restartInterval, len(blk.data)/5+1)
+	x := tableIndex{
+		keys:    make([]byte, 0, len(blk.data)),
+		ends:    make([]uint32, 0, n),
+		handles: make([]blockHandle, 0, n),
+	}
+	it := blk.iter()
+	var prevEnd uint64
+	for ok := it.first(); ok; ok = it.next() {
+		off, n1 := binary.Uvarint(it.val)
+		ln, n2 := binary.Uvarint(it.val[max(n1, 0):])
+		if n1 <= 0 || n2 <= 0 || off != prevEnd || ln > ft.filter.off || off+ln+blockTrailerLen > ft.filter.off {
+			return x, corruptf(name, int64(ft.index.off), "index entry %d: bad block handle", x.len())
+		}
+		if len(x.keys)+len(it.key) > math.MaxUint32 {
+			return x, corruptf(name, int64(ft.index.off), "index keys longer than 4 GiB")
+		}
+		prevEnd = off + ln + blockTrailerLen
+		x.add(it.key, blockHandle{off, ln})
+	}
+	if it.err != nil {
+		return x, corruptf(name, int64(ft.index.off), "index block: %v", it.err)
+	}
+	if prevEnd != ft.filter.off {
+		return x, corruptf(name, int64(ft.index.off), "index does not cover the data blocks")
+	}
+	return x, nil
 }
 
 // readBlock reads a block and checks its trailer.
@@ -288,7 +340,7 @@ func (t *table) readBlock(h blockHandle) ([]byte, error) {
 func (t *table) readDataBlock(i int) (*block, error) { return t.readDataBlockCached(i, true) }
 
 func (t *table) readDataBlockCached(i int, useCache bool) (*block, error) {
-	h := t.index[i].h
+	h := t.index.handles[i]
 	k := cacheKey{t.num, h.off}
 	if t.cache != nil && useCache {
 		if blk := t.cache.get(k); blk != nil {
@@ -317,8 +369,8 @@ func (t *table) get(key []byte, hash uint64) (Record, bool, error) {
 		}
 		return Record{}, false, nil
 	}
-	i := sort.Search(len(t.index), func(i int) bool { return bytes.Compare(t.index[i].lastKey, key) >= 0 })
-	if i == len(t.index) {
+	i := t.index.search(key)
+	if i == t.index.len() {
 		return Record{}, false, nil
 	}
 	blk, err := t.readDataBlock(i)
@@ -328,7 +380,7 @@ func (t *table) get(key []byte, hash uint64) (Record, bool, error) {
 	it := blk.iter()
 	if !it.seekGE(key) || !bytes.Equal(it.key, key) {
 		if it.err != nil {
-			return Record{}, false, corruptf(t.name, int64(t.index[i].h.off), "data block: %v", it.err)
+			return Record{}, false, corruptf(t.name, int64(t.index.handles[i].off), "data block: %v", it.err)
 		}
 		if t.stats != nil {
 			t.stats.bloomUseless.Add(1)
@@ -337,7 +389,7 @@ func (t *table) get(key []byte, hash uint64) (Record, bool, error) {
 	}
 	rec := Record{Key: key}
 	if err := decodeValue(it.val, &rec, t.flags); err != nil {
-		return Record{}, false, corruptf(t.name, int64(t.index[i].h.off), "record %q: %v", key, err)
+		return Record{}, false, corruptf(t.name, int64(t.index.handles[i].off), "record %q: %v", key, err)
 	}
 	return cloneRecord(rec), true, nil
 }
@@ -377,7 +429,7 @@ func (t *table) newIter(start, end []byte, noCache bool) *tableIter {
 	if start == nil {
 		it.bi = 0
 	} else {
-		it.bi = sort.Search(len(t.index), func(i int) bool { return bytes.Compare(t.index[i].lastKey, start) >= 0 })
+		it.bi = t.index.search(start)
 	}
 	if !it.load() {
 		return it
@@ -393,7 +445,7 @@ func (t *table) newIter(start, end []byte, noCache bool) *tableIter {
 }
 
 func (it *tableIter) load() bool {
-	if it.bi >= len(it.t.index) {
+	if it.bi >= it.t.index.len() {
 		it.ok = false
 		return false
 	}
@@ -410,7 +462,7 @@ func (it *tableIter) load() bool {
 func (it *tableIter) settle(ok bool) {
 	for !ok {
 		if it.blk != nil && it.blk.err != nil {
-			it.err = corruptf(it.t.name, int64(it.t.index[it.bi].h.off), "data block: %v", it.blk.err)
+			it.err = corruptf(it.t.name, int64(it.t.index.handles[it.bi].off), "data block: %v", it.blk.err)
 			it.ok = false
 			return
 		}
@@ -426,7 +478,7 @@ func (it *tableIter) settle(ok bool) {
 	}
 	it.cur = Record{Key: it.blk.key}
 	if err := decodeValue(it.blk.val, &it.cur, it.t.flags); err != nil {
-		it.err = corruptf(it.t.name, int64(it.t.index[it.bi].h.off), "record %q: %v", it.blk.key, err)
+		it.err = corruptf(it.t.name, int64(it.t.index.handles[it.bi].off), "record %q: %v", it.blk.key, err)
 		it.ok = false
 		return
 	}

@@ -34,7 +34,7 @@ import (
 //
 // Either way the write path is then stalled: writes fail with an error
 // wrapping ErrTransient (and the cause) instead of growing the memtable
-// past its bound. The committer heals it by moving to a fresh WAL file
+// past its bound. The commit pipeline heals it by moving to a fresh WAL file
 // (freezing the memtable if it holds records, exactly as a rotation does),
 // after RetryBackoff, doubling up to RetryBackoffMax, and also when a write
 // arrives once that wait has passed. A heal that works clears the stall:
@@ -174,7 +174,7 @@ func (db *DB) stalledErr() error {
 	return nil
 }
 
-// writeFailed records a failure of the committer's write path: a transient
+// writeFailed records a failure of the commit pipeline's write path: a transient
 // one stalls it until a heal works, any other makes the DB read-only. It
 // returns the error for the callers the failure fails.
 func (db *DB) writeFailed(err error) error {
@@ -186,21 +186,23 @@ func (db *DB) writeFailed(err error) error {
 	if db.stalled.Swap(&err) == nil {
 		db.opts.Logger.Warn("lsm: write path failing; refusing writes until it recovers", "err", err)
 	}
-	db.healAt = time.Now().Add(db.healWait.next())
+	db.healAt.Store(time.Now().Add(db.healWait.next()).UnixNano())
+	kick(db.stallKick)
 	return transientErr(err)
 }
 
 // heal tries to get a stalled write path going again by moving to a fresh
-// WAL file, if the backoff allows an attempt now. It runs on the committer.
+// WAL file, if the backoff allows an attempt now. It runs on the leader of
+// the commit pipeline.
 func (db *DB) heal() {
-	if db.stalledErr() == nil || db.readOnlyErr() != nil || time.Now().Before(db.healAt) {
+	if db.stalledErr() == nil || db.readOnlyErr() != nil || time.Now().UnixNano() < db.healAt.Load() {
 		return
 	}
 	if _, err := db.rotate(true); err != nil {
 		if isTransient(err) {
 			db.stats.transientErrors.Add(1)
 			db.stalled.Store(&err)
-			db.healAt = time.Now().Add(db.healWait.next())
+			db.healAt.Store(time.Now().Add(db.healWait.next()).UnixNano())
 			db.opts.Logger.Debug("lsm: write path still failing", "err", err)
 			return
 		}

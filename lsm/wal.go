@@ -193,13 +193,17 @@ func readAll(f File) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// walWriter appends frames to one WAL file. It is owned by the committer.
+// walWriter appends frames to one WAL file. It is owned by the leader of
+// the commit pipeline (commit.go).
 type walWriter struct {
 	f     File
 	num   uint64
 	name  string
 	size  int64
 	dirty bool // written since the last sync
+	// prealloc says that space was reserved for the file: it may be
+	// longer than size, with zeros.
+	prealloc bool
 }
 
 func (w *walWriter) write(b []byte) error {
@@ -222,6 +226,26 @@ func (w *walWriter) sync() error {
 		return fmt.Errorf("lsm: sync WAL %s: %w", w.name, &syncError{err})
 	}
 	w.dirty = false
+	return nil
+}
+
+// trim cuts off the space reserved past the last frame, if any, so that
+// the next Open does not read it: a 5 MiB run of zeros costs a reopen more
+// than all the rest. The cut is durable at the next sync. It is best
+// effort: a file it could not cut only costs that read.
+func (w *walWriter) trim() error {
+	t, ok := w.f.(truncater)
+	if !w.prealloc || !ok {
+		return nil
+	}
+	size, err := w.f.Size()
+	if err != nil || size <= w.size {
+		return err
+	}
+	if err := t.Truncate(w.size); err != nil {
+		return fmt.Errorf("lsm: trim WAL %s to offset %d: %w", w.name, w.size, err)
+	}
+	w.dirty = true
 	return nil
 }
 
