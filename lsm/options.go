@@ -21,6 +21,8 @@ const (
 	SyncInterval
 	// SyncNone never fsyncs the WAL except when it is rotated or closed: a
 	// crash of the machine may lose any write not yet flushed to a table.
+	// The death of the process loses none: each commit is written to the
+	// WAL file before Apply returns.
 	SyncNone
 )
 

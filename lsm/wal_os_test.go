@@ -1,8 +1,10 @@
 package lsm
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -76,6 +78,56 @@ func TestOSCloseTrimsWAL(t *testing.T) {
 		mustApply(t, db, put(fmt.Sprintf("more%d", round), "value", v(100)))
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// syncNoneChildDir names, in a child process of
+// TestOSSyncNoneSurvivesProcessDeath, the directory it writes to.
+const syncNoneChildDir = "LSM_TEST_SYNC_NONE_CHILD_DIR"
+
+// syncNoneChildRecords is how many records the child applies before it
+// dies.
+const syncNoneChildRecords = 500
+
+// TestOSSyncNoneSurvivesProcessDeath: under SyncNone every write that Apply
+// acknowledged reaches the OS before Apply returns, so a process that dies
+// without Close (os.Exit here, as a kill -9 would) loses none of them; only
+// a crash of the machine may. The test runs itself as a child process that
+// applies the records, never closes the DB and exits; the parent then opens
+// the directory and finds every record.
+func TestOSSyncNoneSurvivesProcessDeath(t *testing.T) {
+	if dir := os.Getenv(syncNoneChildDir); dir != "" {
+		db, err := Open(Options{Dir: dir, Sync: SyncNone})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		for i := 0; i < syncNoneChildRecords; i++ {
+			if _, _, err := db.Apply(put(fmt.Sprintf("k%04d", i), "value", v(uint64(i+1)))); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+		}
+		os.Exit(3) // dies with the DB open: no Close, no flush, no fsync
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOSSyncNoneSurvivesProcessDeath$")
+	cmd.Env = append(os.Environ(), syncNoneChildDir+"="+dir)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("child process: %v, want exit status 3; output:\n%s", err, out)
+	}
+	db, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := 0; i < syncNoneChildRecords; i++ {
+		rec, err := db.Get([]byte(fmt.Sprintf("k%04d", i)))
+		if err != nil || rec.Version != v(uint64(i+1)) {
+			t.Fatalf("record %d after the process died: %v %v, want version %v", i, rec.Version, err, v(uint64(i+1)))
 		}
 	}
 }

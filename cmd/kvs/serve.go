@@ -99,7 +99,7 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "w", Value: node.DefaultW, Usage: "default write quorum", EnvVars: envVars("w")},
 		&cli.IntFlag{Name: "r", Value: node.DefaultR, Usage: "default read quorum", EnvVars: envVars("r")},
 		&cli.IntFlag{Name: "vnodes", Value: 100, Usage: "virtual nodes per ring member", EnvVars: envVars("vnodes")},
-		&cli.StringFlag{Name: "sync", Value: "always", Usage: "WAL fsync policy: always (an ack means on disk), interval or none", EnvVars: envVars("sync")},
+		&cli.StringFlag{Name: "sync", Value: "always", Usage: "WAL fsync policy: always (an ack means on disk), interval or none (an ack survives the death of the process, not a crash of the machine)", EnvVars: envVars("sync")},
 		&cli.DurationFlag{Name: "sync-interval", Value: lsm.DefaultSyncInterval, Usage: "WAL fsync period under --sync interval", EnvVars: envVars("sync-interval")},
 		&cli.DurationFlag{Name: "tombstone-grace", Value: lsm.DefaultTombstoneGrace, Usage: "how long a delete's tombstone is kept before compaction may drop it; longer than any node stays away", EnvVars: envVars("tombstone-grace")},
 		&cli.BoolFlag{Name: "quarantine-corrupt", Usage: "on start, move a table that fails its checks aside and carry on (replicas repair its keys) instead of refusing to start", EnvVars: envVars("quarantine-corrupt")},
