@@ -241,19 +241,28 @@ func (db *DB) closeWAL() {
 	}
 }
 
-// commitGroup writes the frames of the writes g to the WAL in one write,
-// syncs once (SyncAlways), inserts the records into the memtable and
-// answers the writes; it rotates the memtable once it is full.
-func (db *DB) commitGroup(g []*commitReq) {
+// admit is what the commit leader checks before it writes: it first tries
+// to heal a stalled store (transient.go), then returns the error the write
+// must be refused with, nil if it may go on.
+func (db *DB) admit() error {
 	if db.stalledErr() != nil {
 		db.heal()
 	}
 	if db.readOnlyErr() != nil {
-		refuse(g, db.errReadOnly())
-		return
+		return db.errReadOnly()
 	}
 	if err := db.stalledErr(); err != nil {
-		refuse(g, transientErr(err))
+		return transientErr(err)
+	}
+	return nil
+}
+
+// commitGroup writes the frames of the writes g to the WAL in one write,
+// syncs once (SyncAlways), inserts the records into the memtable and
+// answers the writes; it rotates the memtable once it is full.
+func (db *DB) commitGroup(g []*commitReq) {
+	if err := db.admit(); err != nil {
+		refuse(g, err)
 		return
 	}
 	if err := db.writeGroup(g); err != nil {
@@ -334,15 +343,8 @@ func (db *DB) insertGroup(g []*commitReq) (full bool) {
 }
 
 func (db *DB) handleRotate(req *commitReq) {
-	if db.stalledErr() != nil {
-		db.heal()
-	}
-	if db.readOnlyErr() != nil {
-		answer(req, db.errReadOnly())
-		return
-	}
-	if err := db.stalledErr(); err != nil {
-		answer(req, transientErr(err))
+	if err := db.admit(); err != nil {
+		answer(req, err)
 		return
 	}
 	imm, err := db.rotate(false)
