@@ -293,7 +293,7 @@ func (n *Node) get(ctx context.Context, key []byte, o ReadOptions) (lsm.Record, 
 // refused the read from comes back too (zero if none).
 //
 // It asks R replicas, not all: this node first when it is one (a local
-// read), then the others in preference order. A replica that fails is
+// read), then the others in the order readOrder gives. A replica that fails is
 // replaced by the next one not yet asked; one that is slower than its
 // usual latency (speculateAfter) gets company: one more replica is asked,
 // and the first R replies answer. Replicas whose replies disagree, or that
@@ -374,16 +374,43 @@ func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, ui
 }
 
 // readOrder is the order in which a read asks the live replicas: this
-// node first when it is one, then the others in preference order.
+// node first when it is one, then the others in the cyclic order of node
+// IDs that starts after this node's (for node2 of node1..node3: node3,
+// then node1).
+//
+// The cyclic order, rather than each key's preference order, sends a
+// node's remote reads to the same peer whenever that peer holds the key:
+// in a three-node cluster, every one of them. Requests to one peer travel
+// in shared messages (batcher.go), so one queue instead of two doubles
+// the requests per message under load and halves the messages, while each
+// node still draws its reads from a different peer than the others do.
 func readOrder(live []string, self string) []string {
-	i := slices.Index(live, self)
-	if i <= 0 {
-		return live
-	}
 	order := make([]string, 0, len(live))
-	order = append(order, self)
-	order = append(order, live[:i]...)
-	return append(order, live[i+1:]...)
+	if slices.Contains(live, self) {
+		order = append(order, self)
+	}
+	for _, id := range live {
+		if id == self {
+			continue
+		}
+		// Insert id among the others, which are in cyclic order.
+		i := len(order)
+		for i > 0 && order[i-1] != self && cyclicBefore(id, order[i-1], self) {
+			i--
+		}
+		order = slices.Insert(order, i, id)
+	}
+	return order
+}
+
+// cyclicBefore reports whether node ID a comes before b in the cyclic
+// order of IDs that starts just after self.
+func cyclicBefore(a, b, self string) bool {
+	aAfter, bAfter := a > self, b > self
+	if aAfter != bAfter {
+		return aAfter
+	}
+	return a < b
 }
 
 // speculateAfter is how long a read waits for the replicas asked before it

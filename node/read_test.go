@@ -2,6 +2,8 @@ package node
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -212,5 +214,50 @@ func TestLatenciesSpeculateAfter(t *testing.T) {
 		if b := latencyBucket(d); d > latencyBound(b) && b < latencyBuckets-1 || b > 0 && d <= latencyBound(b-1) {
 			t.Errorf("%v in bucket %d, bounds (%v, %v]", d, b, latencyBound(b-1), latencyBound(b))
 		}
+	}
+}
+
+// A read asks its coordinator first, then the other replicas in the cyclic
+// order of IDs after the coordinator's, whatever the key's preference
+// order: so in a three-node cluster each node sends all its remote reads
+// to one peer (their requests share messages), and no two nodes send
+// theirs to the same one.
+func TestReadOrderCyclic(t *testing.T) {
+	for _, tc := range []struct {
+		live []string
+		self string
+		want []string
+	}{
+		{[]string{"n3", "n1", "n2"}, "n1", []string{"n1", "n2", "n3"}},
+		{[]string{"n3", "n1", "n2"}, "n2", []string{"n2", "n3", "n1"}},
+		{[]string{"n1", "n2", "n3"}, "n3", []string{"n3", "n1", "n2"}},
+		{[]string{"n2", "n1"}, "n3", []string{"n1", "n2"}},                                              // not a replica, live IDs all before it
+		{[]string{"n4", "n2", "n5"}, "n3", []string{"n4", "n5", "n2"}},                                  // not a replica
+		{[]string{"b", "node10", "node2", "node1"}, "node2", []string{"node2", "b", "node1", "node10"}}, // IDs order as strings
+		{[]string{"n2"}, "n2", []string{"n2"}},
+		{nil, "n1", []string{}},
+	} {
+		got := readOrder(tc.live, tc.self)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("readOrder(%v, %s) = %v, want %v", tc.live, tc.self, got, tc.want)
+		}
+	}
+
+	c := newTestCluster(t, three, nil)
+	first := map[string]string{} // coordinator -> the peer its reads go to
+	for _, id := range []string{"n1", "n2", "n3"} {
+		for i := range 50 {
+			order := readOrderOf(t, c.node(id), fmt.Appendf(nil, "key-%d", i))
+			if len(order) != 3 || order[0] != id {
+				t.Fatalf("%s: read order %v, want itself first of 3", id, order)
+			}
+			if prev, ok := first[id]; ok && order[1] != prev {
+				t.Fatalf("%s asks %s first for one key and %s for another", id, prev, order[1])
+			}
+			first[id] = order[1]
+		}
+	}
+	if first["n1"] == first["n2"] || first["n2"] == first["n3"] || first["n1"] == first["n3"] {
+		t.Fatalf("remote reads go to %v: two nodes share a peer", first)
 	}
 }
