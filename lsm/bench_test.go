@@ -85,26 +85,45 @@ func BenchmarkApplyBatch(b *testing.B) {
 // held in tables.
 func BenchmarkGet(b *testing.B) {
 	const n = 100000
-	db, err := Open(Options{Dir: b.TempDir(), Sync: SyncNone})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	value := make([]byte, 100)
-	for i := 0; i < n; i++ {
-		db.Apply(Record{Key: fmt.Appendf(nil, "key%012d", i), Value: value, Version: Version{Counter: uint64(i + 1)}})
-	}
+	db := openLoaded(b, n)
 	if err := db.Flush(); err != nil {
 		b.Fatal(err)
 	}
 	if err := db.Compact(); err != nil {
 		b.Fatal(err)
 	}
+	benchGets(b, db, n)
+}
+
+// openLoaded opens an unsynced store in a temporary directory that holds
+// benchKey(0) to benchKey(n-1) with 100-byte values, and closes it when b
+// ends.
+func openLoaded(b *testing.B, n int) *DB {
+	db, err := Open(Options{Dir: b.TempDir(), Sync: SyncNone})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	value := make([]byte, 100)
+	for i := 0; i < n; i++ {
+		if _, _, err := db.Apply(Record{Key: benchKey(nil, i), Value: value, Version: Version{Counter: uint64(i + 1)}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return db
+}
+
+// benchKey appends the i-th key of openLoaded's store to dst.
+func benchKey(dst []byte, i int) []byte { return fmt.Appendf(dst, "key%012d", i) }
+
+// benchGets times point reads of keys of openLoaded's store of n keys, in
+// a random order.
+func benchGets(b *testing.B, db *DB, n int) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	key := make([]byte, 0, 32)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		key = fmt.Appendf(key[:0], "key%012d", rng.IntN(n))
+		key = benchKey(key[:0], rng.IntN(n))
 		if _, err := db.Get(key); err != nil {
 			b.Fatal(err)
 		}
@@ -114,15 +133,7 @@ func BenchmarkGet(b *testing.B) {
 // BenchmarkGetAbsent: point reads of absent keys (answered by the filters).
 func BenchmarkGetAbsent(b *testing.B) {
 	const n = 100000
-	db, err := Open(Options{Dir: b.TempDir(), Sync: SyncNone})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	value := make([]byte, 100)
-	for i := 0; i < n; i++ {
-		db.Apply(Record{Key: fmt.Appendf(nil, "key%012d", i), Value: value, Version: Version{Counter: uint64(i + 1)}})
-	}
+	db := openLoaded(b, n)
 	db.Flush()
 	key := make([]byte, 0, 32)
 	b.ResetTimer()
@@ -172,24 +183,7 @@ func benchApplyUnsynced(b *testing.B, hook func([]byte, Version, Version)) {
 // kvload.
 func BenchmarkGetMemtable(b *testing.B) {
 	const n = 10000
-	db, err := Open(Options{Dir: b.TempDir(), Sync: SyncNone})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	value := make([]byte, 100)
-	for i := 0; i < n; i++ {
-		db.Apply(Record{Key: fmt.Appendf(nil, "key%06d", i), Value: value, Version: Version{Counter: uint64(i + 1)}})
-	}
-	rng := rand.New(rand.NewPCG(1, 1))
-	key := make([]byte, 0, 32)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		key = fmt.Appendf(key[:0], "key%06d", rng.IntN(n))
-		if _, err := db.Get(key); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchGets(b, openLoaded(b, n), n)
 }
 
 // BenchmarkMemtable measures the memtable alone (no WAL, no lock): inserts

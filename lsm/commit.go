@@ -243,18 +243,12 @@ func (db *DB) closeWAL() {
 
 // admit is what the commit leader checks before it writes: it first tries
 // to heal a stalled store (transient.go), then returns the error the write
-// must be refused with, nil if it may go on.
+// must be refused with (writeRefusal), nil if it may go on.
 func (db *DB) admit() error {
 	if db.stalledErr() != nil {
 		db.heal()
 	}
-	if db.readOnlyErr() != nil {
-		return db.errReadOnly()
-	}
-	if err := db.stalledErr(); err != nil {
-		return transientErr(err)
-	}
-	return nil
+	return db.writeRefusal()
 }
 
 // commitGroup writes the frames of the writes g to the WAL in one write,

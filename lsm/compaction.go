@@ -92,11 +92,8 @@ func (db *DB) Compact() error {
 func (db *DB) compact(i, j int) error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if db.closed {
-		return ErrClosed
-	}
-	if db.readOnlyErr() != nil {
-		return db.errReadOnly()
+	if err := db.writable(); err != nil {
+		return err
 	}
 	req := compactReq{i, j, make(chan error, 1)}
 	select {

@@ -808,11 +808,8 @@ func (db *DB) snapshot(start, end []byte, atSnapshot func()) ([]iterator, *versi
 func (db *DB) Flush() error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if db.closed {
-		return ErrClosed
-	}
-	if db.readOnlyErr() != nil {
-		return db.errReadOnly()
+	if err := db.writable(); err != nil {
+		return err
 	}
 	// Flushes go oldest first: a failure after this point means ours
 	// has not happened yet.

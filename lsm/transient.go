@@ -226,6 +226,13 @@ func (db *DB) Writable() error {
 	if db.closed {
 		return ErrClosed
 	}
+	return db.writeRefusal()
+}
+
+// writeRefusal returns the error a write meets now: one wrapping
+// ErrReadOnly once the store has failed for good, one wrapping
+// ErrTransient while the write path is stalled, nil otherwise.
+func (db *DB) writeRefusal() error {
 	if db.readOnlyErr() != nil {
 		return db.errReadOnly()
 	}

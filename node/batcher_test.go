@@ -126,6 +126,19 @@ func (g *gatedBatcher) start(ctx context.Context, op, req string, ch chan<- call
 	}()
 }
 
+// sendAndQueue sends request "a" of op and waits until it is on the wire
+// (holding the one slot), then sends queued and waits until they all wait
+// behind it; their results, and a's, come on ch.
+func (g *gatedBatcher) sendAndQueue(t *testing.T, ctx context.Context, op string, ch chan<- callResult, queued ...string) {
+	t.Helper()
+	g.start(ctx, op, "a", ch)
+	waitFor(t, 5*time.Second, "a sent", func() bool { return len(g.tr.log()) == 1 })
+	for _, r := range queued {
+		g.start(ctx, op, r, ch)
+	}
+	waitFor(t, 5*time.Second, fmt.Sprintf("%v queued", queued), func() bool { return g.queued("n2", op) == len(queued) })
+}
+
 // A request that finds a free slot goes at once, on its own; requests
 // sent while every slot is taken queue and go as one batch when a reply
 // frees a slot, each getting its own reply; a request sent after that
@@ -134,12 +147,7 @@ func TestBatcherBatchesWhileInFlight(t *testing.T) {
 	g := newGatedBatcher(t, 1, 100, 1<<20, echo)
 	ctx := ctxT(t)
 	ch := make(chan callResult, 10)
-	g.start(ctx, OpPut, "a", ch)
-	waitFor(t, 5*time.Second, "a sent", func() bool { return len(g.tr.log()) == 1 })
-	for _, r := range []string{"b", "c", "d"} {
-		g.start(ctx, OpPut, r, ch)
-	}
-	waitFor(t, 5*time.Second, "b, c, d queued", func() bool { return g.queued("n2", OpPut) == 3 })
+	g.sendAndQueue(t, ctx, OpPut, ch, "b", "c", "d")
 	close(g.release)
 	for range 4 {
 		res := <-ch
@@ -204,11 +212,7 @@ func TestBatcherBatchFailure(t *testing.T) {
 			})
 			ctx := ctxT(t)
 			ch := make(chan callResult, 10)
-			g.start(ctx, OpPut, "a", ch)
-			waitFor(t, 5*time.Second, "a sent", func() bool { return len(g.tr.log()) == 1 })
-			g.start(ctx, OpPut, "b", ch)
-			g.start(ctx, OpPut, "c", ch)
-			waitFor(t, 5*time.Second, "b, c queued", func() bool { return g.queued("n2", OpPut) == 2 })
+			g.sendAndQueue(t, ctx, OpPut, ch, "b", "c")
 			close(g.release)
 			for range 3 {
 				res := <-ch
@@ -229,10 +233,7 @@ func TestBatcherRequestGivesUp(t *testing.T) {
 	g := newGatedBatcher(t, 1, 100, 1<<20, echo)
 	ctx := ctxT(t)
 	ch := make(chan callResult, 10)
-	g.start(ctx, OpPut, "a", ch)
-	waitFor(t, 5*time.Second, "a sent", func() bool { return len(g.tr.log()) == 1 })
-	g.start(ctx, OpPut, "b", ch)
-	waitFor(t, 5*time.Second, "b queued", func() bool { return g.queued("n2", OpPut) == 1 })
+	g.sendAndQueue(t, ctx, OpPut, ch, "b")
 	cctx, cancel := context.WithCancel(ctx)
 	g.start(cctx, OpPut, "gone", ch)
 	g.start(ctx, OpPut, "c", ch)
@@ -272,11 +273,7 @@ func TestBatcherReplyTooLarge(t *testing.T) {
 	})
 	ctx := ctxT(t)
 	ch := make(chan callResult, 10)
-	g.start(ctx, OpGet, "a", ch)
-	waitFor(t, 5*time.Second, "a sent", func() bool { return len(g.tr.log()) == 1 })
-	g.start(ctx, OpGet, "b", ch)
-	g.start(ctx, OpGet, "c", ch)
-	waitFor(t, 5*time.Second, "b, c queued", func() bool { return g.queued("n2", OpGet) == 2 })
+	g.sendAndQueue(t, ctx, OpGet, ch, "b", "c")
 	close(g.release)
 	for range 3 {
 		if res := <-ch; res.err != nil || res.rep != string(big) {

@@ -233,15 +233,23 @@ var testClient = &http.Client{Timeout: 10 * time.Second}
 // waitReady polls /readyz until it answers 200 or the deadline passes.
 func waitReady(t *testing.T, p *procNode, within time.Duration) {
 	t.Helper()
+	waitReadyWith(t, testClient, p, within)
+}
+
+// waitReadyWith polls /readyz with client until it answers 200 or the
+// deadline passes.
+func waitReadyWith(t *testing.T, client *http.Client, p *procNode, within time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		resp, err := testClient.Get(p.httpURL + "/readyz")
+		resp, err := client.Get(p.httpURL + "/readyz")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
 			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
 		}
 		select {
 		case <-p.done:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -118,32 +117,5 @@ func TestProcessTLS(t *testing.T) {
 		if !strings.Contains(string(log), "tls=true") {
 			t.Errorf("%s's log never says tls=true", p.id)
 		}
-	}
-}
-
-// waitReadyWith polls /readyz with client until it answers 200 or the
-// deadline passes.
-func waitReadyWith(t *testing.T, client *http.Client, p *procNode, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := client.Get(p.httpURL + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited before it was ready", p.id)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %v (last error %v)", p.id, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
