@@ -9,9 +9,11 @@ import (
 
 const maxHeight = 16
 
-// memEntryOverhead approximates the bytes a memtable entry costs beyond its
-// key and value.
-const memEntryOverhead = 64
+// memEntryOverhead is what a memtable entry costs beyond its key and
+// value: the skiplist node (its size class), a quarter of the nodes'
+// upper links, and the index's slot (key header and pointer, at the map's
+// load). TestMemtableBytesTracksHeap holds it to what the heap shows.
+const memEntryOverhead = 128 + 16/4 + 40
 
 // memtable is a sorted skiplist holding the newest record of each key, with
 // a hash index from key to skiplist node. It is not safe for concurrent use:
@@ -42,10 +44,32 @@ type memtable struct {
 // skipNode is a record in the skiplist. prefix, the first bytes of the
 // key, sits beside the links: a search compares it first and reads the key
 // itself, elsewhere in memory, only when the prefixes are equal.
+//
+// A node holds its level-0 link itself and its links above level 0, which
+// three nodes in four do not have, in upper. A fixed tower of maxHeight
+// links made every node 224 bytes, most of it nil links; this one is 128.
 type skipNode struct {
 	prefix uint64
-	next   [maxHeight]*skipNode
+	next0  *skipNode
+	upper  []*skipNode // links of levels 1 and up; len is the height - 1
 	rec    Record
+}
+
+// next returns n's successor on level lvl, which must be below n's height.
+func (n *skipNode) next(lvl int) *skipNode {
+	if lvl == 0 {
+		return n.next0
+	}
+	return n.upper[lvl-1]
+}
+
+// setNext links n to succ on level lvl, which must be below n's height.
+func (n *skipNode) setNext(lvl int, succ *skipNode) {
+	if lvl == 0 {
+		n.next0 = succ
+		return
+	}
+	n.upper[lvl-1] = succ
 }
 
 // keyPrefix returns the first 8 bytes of key, big-endian, zero-padded:
@@ -72,7 +96,7 @@ func (n *skipNode) before(kp uint64, key []byte) bool {
 func newMemtable(walNum uint64, keys int) *memtable {
 	return &memtable{
 		index:   make(map[string]*skipNode, keys),
-		head:    &skipNode{},
+		head:    &skipNode{upper: make([]*skipNode, maxHeight-1)},
 		height:  1,
 		rng:     rand.New(rand.NewPCG(walNum, 0x9e3779b97f4a7c15)),
 		walNum:  walNum,
@@ -87,7 +111,7 @@ func (m *memtable) findGE(key []byte, prev *[maxHeight]*skipNode) *skipNode {
 	kp := keyPrefix(key)
 	for lvl := m.height - 1; lvl >= 0; lvl-- {
 		for {
-			n := x.next[lvl]
+			n := x.next(lvl)
 			if n == nil || !n.before(kp, key) {
 				break
 			}
@@ -97,7 +121,7 @@ func (m *memtable) findGE(key []byte, prev *[maxHeight]*skipNode) *skipNode {
 			prev[lvl] = x
 		}
 	}
-	return x.next[0]
+	return x.next0
 }
 
 // get returns the record held for key.
@@ -129,9 +153,12 @@ func (m *memtable) put(rec Record) {
 		m.height = h
 	}
 	nn := &skipNode{prefix: keyPrefix(rec.Key), rec: rec}
+	if h > 1 {
+		nn.upper = make([]*skipNode, h-1)
+	}
 	for l := 0; l < h; l++ {
-		nn.next[l] = prev[l].next[l]
-		prev[l].next[l] = nn
+		nn.setNext(l, prev[l].next(l))
+		prev[l].setNext(l, nn)
 	}
 	// The index key shares rec.Key's bytes: the memtable owns the record,
 	// and no record's key is written to once it is stored. An overwrite
@@ -154,7 +181,7 @@ type memIter struct {
 func (m *memtable) iter(start, end []byte) *memIter {
 	var n *skipNode
 	if start == nil {
-		n = m.head.next[0]
+		n = m.head.next0
 	} else {
 		n = m.findGE(start, nil)
 	}
@@ -192,5 +219,5 @@ func (it *memIter) next() {
 		it.i++
 		return
 	}
-	it.n = it.n.next[0]
+	it.n = it.n.next0
 }

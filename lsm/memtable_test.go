@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -66,5 +67,37 @@ func testMemtableOrder(t *testing.T, indexKeys int) {
 		if j == len(want) && it.valid() || j < len(want) && (!it.valid() || string(it.rec().Key) != want[j]) {
 			t.Fatalf("iter(%x) starts at the wrong key", k)
 		}
+	}
+}
+
+// TestMemtableBytesTracksHeap: a memtable filled to DefaultMemtableBytes,
+// as the DB fills one (each record's key and value in one buffer, the index
+// sized by memtableKeys), must count within a fifth of the heap it holds,
+// for values from empty to a kilobyte. The DB freezes a memtable when the
+// count says it is full, so an undercount lets it hold that much more
+// memory than Options.MemtableBytes allows.
+func TestMemtableBytesTracksHeap(t *testing.T) {
+	db := &DB{opts: Options{MemtableBytes: DefaultMemtableBytes}}
+	for _, size := range []int{0, 16, 100, 1000} {
+		t.Run(fmt.Sprintf("value %d bytes", size), func(t *testing.T) {
+			value := make([]byte, size)
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			before := ms.HeapAlloc
+			m := newMemtable(1, db.memtableKeys())
+			for i := 0; m.bytes < db.opts.MemtableBytes; i++ {
+				key := fmt.Appendf(nil, "key%012d", i*7919%1000003)
+				m.put(cloneRecord(Record{Key: key, Value: value, Version: v(uint64(i + 1))}))
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			held := int64(ms.HeapAlloc) - int64(before)
+			runtime.KeepAlive(m)
+			if ratio := float64(m.bytes) / float64(held); ratio < 0.8 || ratio > 1.2 {
+				t.Errorf("%d records: counted %d bytes, heap grew by %d (ratio %.2f, want 0.8-1.2)",
+					m.count, m.bytes, held, ratio)
+			}
+		})
 	}
 }
