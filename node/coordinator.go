@@ -109,6 +109,7 @@ func (n *Node) plan(key []byte, q, def int, what string, write bool) (plan, erro
 		p.prefs = p.targets[:len(p.prefs):len(p.prefs)]
 		p.need += len(p.targets) - len(p.prefs)
 	}
+	p.live = make([]string, 0, len(p.targets))
 	for _, id := range p.targets {
 		if n.mem.alive(id) {
 			p.live = append(p.live, id)
@@ -194,13 +195,12 @@ func (n *Node) writeRound(ctx context.Context, rec lsm.Record, p plan, acceptNew
 	for t.result() == quorumPending {
 		select {
 		case res := <-ch:
-			var se *StaleError
 			switch {
-			case errors.As(res.err, &se):
-				t.failure()
-				stale = max(stale, se.Epoch)
-				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
 			case res.err != nil:
+				var se *StaleError
+				if errors.As(res.err, &se) {
+					stale = max(stale, se.Epoch)
+				}
 				t.failure()
 				errs = append(errs, fmt.Errorf("%s: %w", res.id, res.err))
 			case res.held == rec.Version || acceptNewer:
@@ -330,7 +330,7 @@ func (n *Node) getRound(ctx context.Context, key []byte, p plan) (lsm.Record, ui
 		defer timer.Stop()
 		speculate = timer.C
 	}
-	var got []getResult
+	got := make([]getResult, 0, p.need)
 	var stale uint64
 	for t.result() == quorumPending {
 		select {
