@@ -110,6 +110,32 @@ func newCredentials(cfg *Config) (*credentials, error) {
 	return c, nil
 }
 
+// ErrNoClientTokens is SetClientTokens's error on a gateway that was built
+// without client tokens: /kv/* is open there, and replacing tokens cannot
+// shut it (that takes a restart with tokens, which clients must then send).
+var ErrNoClientTokens = errors.New("gateway: this gateway has no client tokens to replace (it started without any)")
+
+// SetClientTokens replaces the client tokens of a gateway built with some,
+// for every request that starts after it returns: a token dropped from
+// the lists is refused from then on, a new one accepted. The lists obey
+// Config's rules (not empty, none the secret, none twice, and at least one
+// token in all); on an error nothing changes. The secret and
+// ProtectClusterInfo stay as they were.
+func (g *Gateway) SetClientTokens(readWrite, readOnly []string) error {
+	if !g.clientTokens {
+		return ErrNoClientTokens
+	}
+	if len(readWrite)+len(readOnly) == 0 {
+		return errors.New("gateway: no client tokens given: a gateway that requires tokens keeps at least one")
+	}
+	creds, err := newCredentials(&Config{Secret: g.secret, ReadWriteTokens: readWrite, ReadOnlyTokens: readOnly})
+	if err != nil {
+		return err
+	}
+	g.creds.Store(creds)
+	return nil
+}
+
 // Reasons of kvs_http_auth_failures_total.
 const (
 	authMissing  = "missing"   // no bearer token
@@ -135,7 +161,7 @@ func (g *Gateway) require(w http.ResponseWriter, r *http.Request, route string, 
 	reason := authMissing
 	var got grant
 	if ok {
-		got = g.creds.grantOf(token)
+		got = g.creds.Load().grantOf(token)
 		switch {
 		case got&want != 0:
 			return true

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -193,19 +194,19 @@ func TestTokenComparisonIsConstantTime(t *testing.T) {
 	g := newAuthGateway(t, newFakeNode(), Config{Secret: testSecret,
 		ReadWriteTokens: []string{testRWToken, "second-rw-token-0123"},
 		ReadOnlyTokens:  []string{testROToken, "second-ro-token-0123"}})
-	if n := len(g.creds.list); n != 5 {
+	if n := len(g.creds.Load().list); n != 5 {
 		t.Fatalf("%d credentials, want 4 tokens and the secret", n)
 	}
 	var lens []int
-	g.creds.compare = func(x, y []byte) int {
+	g.creds.Load().compare = func(x, y []byte) int {
 		lens = append(lens, len(x), len(y))
 		return subtle.ConstantTimeCompare(x, y)
 	}
 	for _, token := range []string{"", "x", testRWToken[:5], testRWToken + "x", strings.Repeat("y", 10000), testRWToken, testROToken, testSecret} {
 		lens = nil
 		do(t, g, request{method: "GET", target: "/kv/k", header: bearer(token)})
-		if len(lens) != 2*len(g.creds.list) {
-			t.Errorf("token of %d bytes: %d comparisons, want %d", len(token), len(lens)/2, len(g.creds.list))
+		if len(lens) != 2*len(g.creds.Load().list) {
+			t.Errorf("token of %d bytes: %d comparisons, want %d", len(token), len(lens)/2, len(g.creds.Load().list))
 		}
 		if slices.ContainsFunc(lens, func(n int) bool { return n != sha256.Size }) {
 			t.Errorf("token of %d bytes: compared lengths %v, want only %d", len(token), lens, sha256.Size)
@@ -272,5 +273,65 @@ func TestNewRejectsTokens(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: New = %v, want an error with %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// SetClientTokens replaces the tokens for the requests that follow: a
+// dropped token is refused, a new one accepted with its own grant, and the
+// secret and ProtectClusterInfo are kept. Lists that break Config's rules,
+// and a gateway that started without tokens, change nothing.
+func TestSetClientTokens(t *testing.T) {
+	const newRW, newRO = "rotated-rw-token-0123", "rotated-ro-token-0123"
+	g := newAuthGateway(t, newFakeNode(), authConfigs["tokens+protect"])
+	status := func(method, target, token string) int {
+		t.Helper()
+		req := request{method: method, target: target, header: bearer(token)}
+		if method == "PUT" {
+			req.body = "v"
+		}
+		return do(t, g, req).Code
+	}
+	if err := g.SetClientTokens([]string{newRW}, []string{newRO}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		method, target, token string
+		want                  int
+	}{
+		{"PUT", "/kv/k", testRWToken, 401}, // dropped
+		{"GET", "/kv/k", testROToken, 401}, // dropped
+		{"PUT", "/kv/k", newRW, 204},
+		{"GET", "/kv/k", newRO, 200},
+		{"PUT", "/kv/k", newRO, 403},
+		{"PUT", "/kv/k", testSecret, 204},
+		{"GET", "/cluster", newRO, 200},
+		{"GET", "/cluster", "", 401}, // still protected
+		{"POST", "/admin/abort", newRW, 401},
+	} {
+		if got := status(c.method, c.target, c.token); got != c.want {
+			t.Errorf("%s %s with %q after the swap: %d, want %d", c.method, c.target, c.token, got, c.want)
+		}
+	}
+
+	for name, lists := range map[string][2][]string{
+		"none":       {nil, nil},
+		"empty":      {{""}, nil},
+		"the secret": {{testSecret}, nil},
+		"twice":      {{"twice-token-0123456789"}, {"twice-token-0123456789"}},
+	} {
+		if err := g.SetClientTokens(lists[0], lists[1]); err == nil {
+			t.Errorf("SetClientTokens with %s: no error", name)
+		}
+	}
+	if got := status("PUT", "/kv/k", newRW); got != 204 {
+		t.Errorf("after refused replacements, PUT with the current token: %d, want 204", got)
+	}
+
+	open := newAuthGateway(t, newFakeNode(), authConfigs["open"])
+	if err := open.SetClientTokens([]string{newRW}, nil); !errors.Is(err, ErrNoClientTokens) {
+		t.Errorf("SetClientTokens on a gateway without tokens: %v, want ErrNoClientTokens", err)
+	}
+	if got := do(t, open, request{method: "GET", target: "/kv/k"}).Code; got == 401 {
+		t.Errorf("a gateway without tokens refused an anonymous GET after SetClientTokens")
 	}
 }

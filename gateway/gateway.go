@@ -45,6 +45,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/kvs-db/kvs/node"
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,6 +110,7 @@ type Config struct {
 	// token (or the secret) and PUT and DELETE a read-write one (or the
 	// secret). Kept only as SHA-256 hashes. They need a Secret, must not be
 	// empty, and none may be the Secret or appear twice.
+	// Gateway.SetClientTokens replaces them while the gateway serves.
 	ReadWriteTokens []string
 	ReadOnlyTokens  []string
 	// ProtectClusterInfo requires a token (any client token, or the
@@ -135,7 +137,8 @@ type Config struct {
 // Gateway is the HTTP handler of one node. Build it with New.
 type Gateway struct {
 	node         Node
-	creds        *credentials
+	creds        atomic.Pointer[credentials] // replaced whole by SetClientTokens
+	secret       string
 	hasSecret    bool
 	clientTokens bool // /kv/* needs a token
 	protectInfo  bool // /cluster, /ring, /metrics need a token
@@ -170,7 +173,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		node:         cfg.Node,
-		creds:        creds,
+		secret:       cfg.Secret,
 		hasSecret:    cfg.Secret != "",
 		clientTokens: len(cfg.ReadWriteTokens)+len(cfg.ReadOnlyTokens) > 0,
 		protectInfo:  cfg.ProtectClusterInfo,
@@ -178,6 +181,7 @@ func New(cfg Config) (*Gateway, error) {
 		log:          cfg.Logger,
 		newRequestID: cfg.NewRequestID,
 	}
+	g.creds.Store(creds)
 	if g.newRequestID == nil {
 		g.newRequestID = randomRequestID
 	}

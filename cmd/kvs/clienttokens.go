@@ -19,7 +19,8 @@ import (
 //	rw:TOKEN    may read and write /kv/*
 //	ro:TOKEN    may only read (GET, HEAD)
 //
-// The file is read once, at start: a change takes a restart.
+// The file is read at start and again on each SIGHUP (reload.go): a token
+// taken out of it is refused from then on, without a restart.
 // --protect-cluster-info puts /cluster, /ring and /metrics behind any
 // token (or the cluster secret). Both need a cluster secret; the gateway
 // package doc says who may call what.
@@ -46,7 +47,7 @@ type clientAuthOptions struct {
 // clientAuthFlags are --client-tokens-file and --protect-cluster-info.
 func clientAuthFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "client-tokens-file", Usage: "require bearer tokens on /kv/*, read from `FILE` at start: lines rw:TOKEN (read and write) or ro:TOKEN (read only), # comments; needs a cluster secret, which works as a read-write token too", EnvVars: envVars("client-tokens-file")},
+		&cli.StringFlag{Name: "client-tokens-file", Usage: "require bearer tokens on /kv/*, read from `FILE` at start and on SIGHUP: lines rw:TOKEN (read and write) or ro:TOKEN (read only), # comments; needs a cluster secret, which works as a read-write token too", EnvVars: envVars("client-tokens-file")},
 		&cli.BoolFlag{Name: "protect-cluster-info", Usage: "require a client token or the cluster secret on /cluster, /ring and /metrics (members, addresses, internals)", EnvVars: envVars("protect-cluster-info")},
 	}
 }

@@ -339,6 +339,10 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	}
 	// bus and node name the node in their own logs; the rest do here.
 	log := base.With("node", o.id)
+	// From here on a SIGHUP waits for the gateway instead of ending the
+	// process (reload.go).
+	hup := notifyHangups()
+	defer hup.stop()
 	logListenSecurity(log, o)
 	maxConns := o.maxConns
 	if maxConns == 0 {
@@ -479,6 +483,9 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	if err != nil {
 		return err
 	}
+	hctx, stopHangups := context.WithCancel(ctx)
+	defer stopHangups()
+	go hup.serve(hctx, func() { _ = reloadClientTokens(log, gw, o.clientAuth, o.secret) })
 	var httpLn net.Listener = ln
 	var connState func(net.Conn, http.ConnState)
 	if maxConns > 0 {
