@@ -64,6 +64,7 @@ type Bus struct {
 	clusterA string              // actual route listen address
 	clientU  string              // client URL for local external clients
 	js       jetstream.JetStream // nil when JetStream is off
+	cert     certificate         // under TLS, what handshakes present
 
 	// jsRunning is closed once JetStream runs: at Start, or when a first
 	// start has waited for routes (startJetStreamJoined). For that wait,
@@ -233,7 +234,7 @@ func (b *Bus) startServer(deferJS bool) (*server.Server, *server.JetStreamConfig
 	if b.advert == "" {
 		b.advert = net.JoinHostPort(defaultAdvertiseHost(cfg.Host), strconv.Itoa(clusterPort))
 	}
-	opts, err := serverOptions(cfg, clusterPort, b.advert, deferJS)
+	opts, err := serverOptions(cfg, clusterPort, b.advert, deferJS, &b.cert)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -318,7 +319,7 @@ func checkJetStream(srv *server.Server, fatal error) error {
 // serverOptions builds the nats-server options for cfg. With deferJS the
 // application account is not marked for JetStream: it gets JetStream once
 // JetStream runs clustered (see startJetStreamJoined).
-func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool) (*server.Options, error) {
+func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool, cert *certificate) (*server.Options, error) {
 	app := server.NewAccount(AppAccount)
 	if cfg.JetStreamDir != "" && !deferJS {
 		var err error
@@ -374,7 +375,7 @@ func serverOptions(cfg Config, clusterPort int, advertise string, deferJS bool) 
 		}
 		opts.Routes = append(opts.Routes, u)
 	}
-	applyTLS(opts, cfg.TLS)
+	applyTLS(opts, cfg.TLS, cert)
 	if cfg.JetStreamDir != "" {
 		opts.JetStream = true
 		opts.StoreDir = cfg.JetStreamDir

@@ -214,7 +214,7 @@ func TestRouteDialReportsOncePerMinute(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := serverOptions(cfg, 6222, "127.0.0.1:6222", false)
+	opts, err := serverOptions(cfg, 6222, "127.0.0.1:6222", false, &certificate{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -32,6 +33,9 @@ import (
 // first, and against the IP address on the next attempt once that fails.
 // Give every node a certificate that names its host name and its
 // advertised address, and seeds by host name.
+//
+// [Bus.SetCertificate] replaces Cert while the bus runs (a renewal); CA
+// stays as the bus started with it.
 type TLS struct {
 	// Cert is the node's certificate chain (leaf first) and private key.
 	// The leaf must allow both server and client authentication (extended
@@ -127,12 +131,31 @@ func (t *TLS) names(host string) bool {
 	return err == nil && leaf.VerifyHostname(host) == nil
 }
 
+// certificate is the node's certificate as the handshakes see it: the
+// TLS configurations below read it at each handshake, so that
+// [Bus.SetCertificate] replaces it for every connection made after.
+// (tls.Config.Certificates stays empty: a server consults GetCertificate
+// only then, or on SNI.)
+type certificate struct {
+	p atomic.Pointer[tls.Certificate]
+}
+
+func (c *certificate) set(cert tls.Certificate) { c.p.Store(&cert) }
+
+func (c *certificate) forServer(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return c.p.Load(), nil
+}
+
+func (c *certificate) forClient(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.p.Load(), nil
+}
+
 // clientConfig is the TLS configuration of the client port: the node's
 // certificate, TLS 1.2 or later, no client certificate asked for.
-func (t *TLS) clientConfig() *tls.Config {
+func clientConfig(cert *certificate) *tls.Config {
 	return &tls.Config{
-		Certificates: []tls.Certificate{t.Cert},
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate: cert.forServer,
+		MinVersion:     tls.VersionTLS12,
 	}
 }
 
@@ -140,28 +163,53 @@ func (t *TLS) clientConfig() *tls.Config {
 // serves accepted routes with it (a certificate that chains to CA is
 // required of the peer) and dials with a copy whose ServerName is the host
 // dialled (the peer's certificate is checked against CA and that name).
-func (t *TLS) routeConfig() *tls.Config {
+// Either way the node presents cert.
+func (t *TLS) routeConfig(cert *certificate) *tls.Config {
 	return &tls.Config{
-		Certificates: []tls.Certificate{t.Cert},
-		RootCAs:      t.CA,
-		ClientCAs:    t.CA,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate:       cert.forServer,
+		GetClientCertificate: cert.forClient,
+		RootCAs:              t.CA,
+		ClientCAs:            t.CA,
+		ClientAuth:           tls.RequireAndVerifyClientCert,
+		MinVersion:           tls.VersionTLS12,
 	}
 }
 
-// applyTLS sets the client port's and the routes' TLS options from t; nil
-// leaves both in plaintext. The client port requires TLS (AllowNonTLS
-// stays off); in-process connections are exempt (nats-server sees that a
-// connection is in-process and lets it speak plaintext).
-func applyTLS(opts *server.Options, t *TLS) {
+// applyTLS sets the client port's and the routes' TLS options from t,
+// presenting cert (which it sets to t.Cert); nil leaves both in plaintext.
+// The client port requires TLS (AllowNonTLS stays off); in-process
+// connections are exempt (nats-server sees that a connection is in-process
+// and lets it speak plaintext).
+func applyTLS(opts *server.Options, t *TLS, cert *certificate) {
 	if t == nil {
 		return
 	}
-	opts.TLSConfig = t.clientConfig()
+	cert.set(t.Cert)
+	opts.TLSConfig = clientConfig(cert)
 	opts.TLSTimeout = tlsTimeout.Seconds()
-	opts.Cluster.TLSConfig = t.routeConfig()
+	opts.Cluster.TLSConfig = t.routeConfig(cert)
 	opts.Cluster.TLSTimeout = tlsTimeout.Seconds()
+}
+
+// SetCertificate replaces the node's certificate (chain and key) on the
+// client port and on routes, both those it accepts and those it dials,
+// for every handshake from now on; connections already made keep theirs.
+// The certificate must pass [TLS.Validate] against the CA the bus started
+// with, which stays: a new CA takes a restart. On an error (wrapping
+// ErrTLS) nothing changes; a bus without TLS refuses any certificate.
+func (b *Bus) SetCertificate(cert tls.Certificate) error {
+	if b.cfg.TLS == nil {
+		return fmt.Errorf("%w: this node runs without TLS; TLS takes a restart", ErrTLS)
+	}
+	t := TLS{Cert: cert, CA: b.cfg.TLS.CA}
+	if err := t.Validate(time.Now()); err != nil {
+		return err
+	}
+	b.cert.set(cert)
+	if w := checkAdvertiseName(&t, b.advert); w != "" {
+		b.log.Warn(w)
+	}
+	return nil
 }
 
 // tlsTimeout bounds a TLS handshake on the client port and on routes. It

@@ -303,3 +303,105 @@ func TestCheckAdvertiseName(t *testing.T) {
 		t.Errorf("without TLS: %q", got)
 	}
 }
+
+// SetCertificate replaces what the node presents on its client port, on
+// the routes it accepts and on those it dials, for the handshakes that
+// follow; routes keep working (a node that joins after the swap routes to
+// both). A certificate the CA did not sign, a key that is not the
+// certificate's, or a bus without TLS change nothing.
+func TestTLSSetCertificate(t *testing.T) {
+	ca := testcert.NewCA(t, "cluster CA")
+	tlsOn := withTLS(t, ca)
+	buses := startCluster(t, 2, tlsOn)
+	n1 := buses[0]
+	client := ca.Issue(t, testcert.Leaf{Name: "client"})
+
+	clientPortLeaf := func() *x509.Certificate {
+		t.Helper()
+		nc, err := nats.Connect(n1.ClientURL(), nats.Secure(&tls.Config{RootCAs: ca.Pool()}),
+			nats.UserInfo(AppUser, testSecret), nats.NoReconnect())
+		if err != nil {
+			t.Fatalf("TLS client: %v", err)
+		}
+		defer nc.Close()
+		cs, err := nc.TLSConnectionState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs.PeerCertificates[0]
+	}
+	routePortLeaf := func() *x509.Certificate {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", n1.ClusterAddr(), waitTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+		// Routes start with the TLS handshake (INFO comes after).
+		tc := tls.Client(conn, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1",
+			Certificates: []tls.Certificate{client.Cert}, MinVersion: tls.VersionTLS12})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("route handshake: %v", err)
+		}
+		return tc.ConnectionState().PeerCertificates[0]
+	}
+	dialLeaf := func() *x509.Certificate {
+		t.Helper()
+		c, _ := n1.cert.forClient(nil)
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf
+	}
+	check := func(when string, want *x509.Certificate) {
+		t.Helper()
+		for what, got := range map[string]*x509.Certificate{
+			"client port": clientPortLeaf(), "route port": routePortLeaf(), "routes dialled": dialLeaf()} {
+			if got.SerialNumber.Cmp(want.SerialNumber) != 0 {
+				t.Errorf("%s, %s: certificate %v, want %v", when, what, got.SerialNumber, want.SerialNumber)
+			}
+		}
+	}
+	first, err := x509.ParseCertificate(n1.cfg.TLS.Cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("at start", first)
+
+	renewed := ca.Issue(t, testcert.Leaf{Name: "n1"})
+	if err := n1.SetCertificate(renewed.Cert); err != nil {
+		t.Fatalf("SetCertificate: %v", err)
+	}
+	renewedLeaf, _ := x509.ParseCertificate(renewed.Cert.Certificate[0])
+	check("after SetCertificate", renewedLeaf)
+
+	other := testcert.NewCA(t, "other CA").Issue(t, testcert.Leaf{Name: "n1"})
+	mismatched := renewed.Cert
+	mismatched.PrivateKey = ca.Issue(t, testcert.Leaf{Name: "n1"}).Cert.PrivateKey
+	for what, cert := range map[string]tls.Certificate{"another CA's": other.Cert, "a key not its own": mismatched} {
+		if err := n1.SetCertificate(cert); !errors.Is(err, ErrTLS) {
+			t.Errorf("SetCertificate with %s: %v, want ErrTLS", what, err)
+		}
+	}
+	check("after refused certificates", renewedLeaf)
+
+	// A node that joins now routes to both over the new certificates.
+	n3cfg := testConfig(t, "n3")
+	tlsOn(&n3cfg)
+	n3cfg.Seeds = []string{n1.ClusterAddr()}
+	n3, err := Start(n3cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n3.Close() })
+	waitRoutes(t, n3, 2)
+	echo(t, buses[1])
+	waitReachable(t, n3, buses[1])
+
+	plain := startCluster(t, 1, nil)[0]
+	if err := plain.SetCertificate(renewed.Cert); !errors.Is(err, ErrTLS) {
+		t.Errorf("SetCertificate without TLS: %v, want ErrTLS", err)
+	}
+}

@@ -143,32 +143,13 @@ func TestProcessClientTokensReload(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	hangup := func() {
-		t.Helper()
-		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitUntil := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
-			select {
-			case <-p.done:
-				t.Fatalf("node1 exited while waiting until %s", what)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("not %s after 20 s", what)
-			}
-		}
-	}
 	if got := status(http.MethodPut, revoked); got != http.StatusNoContent {
 		t.Fatalf("PUT with the first token: %d, want 204", got)
 	}
 
 	writeTestFile(t, dir, "client-tokens", "rw:"+rw+"\nro:"+ro+"\n")
-	hangup()
-	waitUntil("the new read-write token is accepted", func() bool { return status(http.MethodPut, rw) == http.StatusNoContent })
+	p.signal(syscall.SIGHUP)
+	waitProcUntil(t, p, 20*time.Second, "the new read-write token is accepted", func() bool { return status(http.MethodPut, rw) == http.StatusNoContent })
 	for _, c := range []struct {
 		method, token string
 		want          int
@@ -185,12 +166,11 @@ func TestProcessClientTokensReload(t *testing.T) {
 	}
 
 	writeTestFile(t, dir, "client-tokens", "rw:"+bad+"\n")
-	hangup()
-	logText := func() string { b, _ := os.ReadFile(p.logPath); return string(b) }
-	waitUntil("the refused reload is logged", func() bool {
-		return strings.Contains(logText(), "client tokens not reloaded")
+	p.signal(syscall.SIGHUP)
+	waitProcUntil(t, p, 20*time.Second, "the refused reload is logged", func() bool {
+		return strings.Contains(p.logText(), "client tokens not reloaded")
 	})
-	if log := logText(); !strings.Contains(log, "client-tokens:1") || strings.Contains(log, bad) {
+	if log := p.logText(); !strings.Contains(log, "client-tokens:1") || strings.Contains(log, bad) {
 		t.Errorf("the refused reload's log should name the file and line, never the token:\n%s", log)
 	}
 	if got := status(http.MethodPut, rw); got != http.StatusNoContent {

@@ -107,6 +107,36 @@ func (p *procNode) kill() {
 	p.cmd = nil
 }
 
+// signal sends sig to the process.
+func (p *procNode) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v to %s: %v", sig, p.id, err)
+	}
+}
+
+// logText returns what the process has logged so far.
+func (p *procNode) logText() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
+}
+
+// waitProcUntil polls cond until it holds, failing the test when p exits
+// first or within passes.
+func waitProcUntil(t *testing.T, p *procNode, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(50 * time.Millisecond) {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited while waiting until %s", p.id, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s after %v", what, within)
+		}
+	}
+}
+
 // cleanEnv is this process's environment without KVS_* variables.
 func cleanEnv() []string {
 	var env []string

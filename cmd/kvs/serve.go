@@ -141,7 +141,9 @@ func serveCommand() *cli.Command {
 			"default then), or --insecure to do so unauthenticated.\n\n" +
 			"With --tls-cert, --tls-key and --tls-ca, --http serves HTTPS, the NATS client\n" +
 			"port takes TLS only, and routes are mutual TLS against the CA. TLS encrypts; it\n" +
-			"does not replace the secret, which the rule above still asks for.",
+			"does not replace the secret, which the rule above still asks for.\n\n" +
+			"SIGHUP reads --client-tokens-file, --tls-cert and --tls-key again (not the CA):\n" +
+			"a revoked token is refused and a renewed certificate presented, without a restart.",
 		Flags: append(append(append(serveFlags(), clientAuthFlags()...), natsPasswordFlags()...), serveTLSFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -485,7 +487,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 	}
 	hctx, stopHangups := context.WithCancel(ctx)
 	defer stopHangups()
-	go hup.serve(hctx, func() { _ = reloadClientTokens(log, gw, o.clientAuth, o.secret) })
+	go hup.serve(hctx, func() { reload(log, o, gw, b) })
 	var httpLn net.Listener = ln
 	var connState func(net.Conn, http.ConnState)
 	if maxConns > 0 {

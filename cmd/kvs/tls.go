@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -22,8 +23,9 @@ import (
 // (the client API, /internal/* and /admin/* alike), TLS only on the NATS
 // client port, and mutual TLS on the NATS routes (see bus.TLS). One
 // certificate serves all three, so it must allow serverAuth and clientAuth
-// and name every host that clients and peers dial. The files are read once,
-// at start.
+// and name every host that clients and peers dial. The files are read at
+// start; a SIGHUP reads the certificate and key again (reload.go), while
+// the CA stays as it was read.
 //
 // The client commands take --ca to trust a private CA for https:// URLs;
 // without it they trust the system's CAs.
@@ -44,7 +46,18 @@ func serveTLSFlags() []cli.Flag {
 // serveTLS is a node's TLS material and the files it came from.
 type serveTLS struct {
 	certFile, keyFile, caFile string
-	material                  bus.TLS
+	material                  bus.TLS // as loaded at start
+	// renewed is the certificate a SIGHUP loaded last (reload.go); nil
+	// until then. HTTPS handshakes present it, or material.Cert.
+	renewed atomic.Pointer[tls.Certificate]
+}
+
+// certificate returns the certificate HTTPS presents now.
+func (t *serveTLS) certificate() *tls.Certificate {
+	if c := t.renewed.Load(); c != nil {
+		return c
+	}
+	return &t.material.Cert
 }
 
 // parseServeTLS reads --tls-cert, --tls-key and --tls-ca: nil when none is
@@ -67,17 +80,9 @@ func loadServeTLS(certFile, keyFile, caFile string, now time.Time) (*serveTLS, e
 	case caFile == "":
 		return nil, fmt.Errorf("--tls-cert %s has no --tls-ca (KVS_TLS_CA): routes are mutual TLS, and a node checks its peers' certificates against the CA", certFile)
 	}
-	certPEM, err := readPEMFile("--tls-cert", certFile, "CERTIFICATE")
+	cert, err := loadKeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, err
-	}
-	keyPEM, err := readPEMFile("--tls-key", keyFile, "PRIVATE KEY")
-	if err != nil {
-		return nil, err
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("--tls-cert %s with --tls-key %s: %w", certFile, keyFile, err)
 	}
 	pool, err := loadCA("--tls-ca", caFile)
 	if err != nil {
@@ -88,6 +93,23 @@ func loadServeTLS(certFile, keyFile, caFile string, now time.Time) (*serveTLS, e
 		return nil, fmt.Errorf("--tls-cert %s with --tls-ca %s: %w", certFile, caFile, err)
 	}
 	return t, nil
+}
+
+// loadKeyPair reads the certificate chain and its private key.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := readPEMFile("--tls-cert", certFile, "CERTIFICATE")
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := readPEMFile("--tls-key", keyFile, "PRIVATE KEY")
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("--tls-cert %s with --tls-key %s: %w", certFile, keyFile, err)
+	}
+	return cert, nil
 }
 
 // readPEMFile reads the PEM file of flag, refusing one larger than
@@ -140,8 +162,8 @@ func serveHTTP(srv *http.Server, ln net.Listener, t *serveTLS) error {
 		return srv.Serve(ln)
 	}
 	srv.TLSConfig = &tls.Config{
-		Certificates: []tls.Certificate{t.material.Cert},
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return t.certificate(), nil },
+		MinVersion:     tls.VersionTLS12,
 	}
 	return srv.ServeTLS(ln, "", "")
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,4 +122,103 @@ func TestProcessTLS(t *testing.T) {
 			t.Errorf("%s's log never says tls=true", p.id)
 		}
 	}
+}
+
+// TestProcessTLSReload: a SIGHUP makes `kvs serve` present the
+// certificate now in its --tls-cert and --tls-key files on HTTPS and on the
+// NATS client port, without a restart, and keep serving requests. A
+// certificate from another CA (with that CA in the --tls-ca file too: the
+// CA is read only at start) changes nothing, and the node says why.
+func TestProcessTLSReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test: builds the binary and runs a node")
+	}
+	clearKVSEnv(t)
+	dir := t.TempDir()
+	ca := testcert.NewCA(t, "kvs reload CA")
+	f := testcert.WriteFiles(t, dir, "node1", ca, ca.Issue(t, testcert.Leaf{Name: "node1"}))
+	ports := freePorts(t, 3)
+	p := newProcNode(t, dir, "node1", procPorts{ports[0], ports[1], ports[2]}, nil,
+		[]string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA})
+	p.httpURL = strings.Replace(p.httpURL, "http://", "https://", 1)
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			dumpLogTail(t, p.logPath, 40)
+		}
+	})
+	p.start()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	waitReadyWith(t, client, p, 60*time.Second)
+
+	// presented returns the serial of the certificate a handshake on the
+	// HTTPS port and on the NATS client port (which sends INFO first)
+	// shows.
+	presented := func(port int, natsInfoFirst bool) string {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if natsInfoFirst {
+			if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tc := tls.Client(conn, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("handshake on port %d: %v", port, err)
+		}
+		return tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	serial := func(is testcert.Issued) string {
+		leaf, err := x509.ParseCertificate(is.Cert.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.SerialNumber.String()
+	}
+	put := func(v string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPut, p.httpURL+"/kv/k", strings.NewReader(v))
+		req.Header.Set("Authorization", "Bearer "+processSecret)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("PUT over HTTPS: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("PUT over HTTPS: %d", resp.StatusCode)
+		}
+	}
+	put("before")
+
+	renewed := ca.Issue(t, testcert.Leaf{Name: "node1"})
+	testcert.WriteFiles(t, dir, "node1", ca, renewed)
+	p.signal(syscall.SIGHUP)
+	waitProcUntil(t, p, 20*time.Second, "HTTPS presents the renewed certificate", func() bool {
+		return presented(ports[0], false) == serial(renewed)
+	})
+	if got := presented(ports[1], true); got != serial(renewed) {
+		t.Errorf("NATS client port after the reload: certificate %s, want %s", got, serial(renewed))
+	}
+	put("after")
+	if log := p.logText(); !strings.Contains(log, `msg="TLS certificate reloaded"`) {
+		t.Errorf("no log line for the reload")
+	}
+
+	other := testcert.NewCA(t, "another CA")
+	testcert.WriteFiles(t, dir, "node1", other, other.Issue(t, testcert.Leaf{Name: "node1"}))
+	p.signal(syscall.SIGHUP)
+	waitProcUntil(t, p, 20*time.Second, "the refused reload is logged", func() bool {
+		return strings.Contains(p.logText(), "TLS certificate not reloaded")
+	})
+	for port, natsFirst := range map[int]bool{ports[0]: false, ports[1]: true} {
+		if got := presented(port, natsFirst); got != serial(renewed) {
+			t.Errorf("port %d after a refused reload: certificate %s, want %s (the one in force)", port, got, serial(renewed))
+		}
+	}
+	put("after a refused reload")
 }
