@@ -43,6 +43,13 @@ var churnMarkers = []string{
 // or a peer with a wrong or missing secret), logged at warn.
 var clientFaults = []string{
 	"authentication error",
+	// A login that tries what its permissions forbid (the watch user
+	// publishing, say).
+	"Publish Violation",
+	"Subscription Violation",
+	// A client's handshake on the client port; a route's ("TLS route
+	// handshake error") is the cluster's own trouble and stays an error.
+	"TLS handshake error",
 }
 
 // quietWarnings are nats-server warnings that our own configuration causes

@@ -83,6 +83,16 @@ func TestSlogAdapterLevels(t *testing.T) {
 	}, slog.LevelDebug)
 	one("client auth", func() { a.Errorf("%s - cid:%d - authentication error", "127.0.0.1:5000", 7) }, slog.LevelWarn)
 	one("route refused", func() { a.Errorf("%s - rid:%d - Route Error 'Authorization Violation'", "127.0.0.1:5000", 7) }, slog.LevelError)
+	one("publish violation", func() { a.Errorf("%s - cid:%d - Publish Violation - Subject %q", "127.0.0.1:5000", 7, "kvs.x") }, slog.LevelWarn)
+	one("subscription violation", func() {
+		a.Errorf("%s - cid:%d - Subscription Violation - Subject %q, SID %s", "127.0.0.1:5000", 7, "kvs.x", "1")
+	}, slog.LevelWarn)
+	one("client TLS handshake", func() {
+		a.Errorf("%s - cid:%d - TLS handshake error: %v", "127.0.0.1:5000", 7, "remote error: tls: bad certificate")
+	}, slog.LevelWarn)
+	one("route TLS handshake", func() {
+		a.Errorf("%s - rid:%d - TLS route handshake error: %v", "127.0.0.1:5000", 7, "x509: certificate signed by unknown authority")
+	}, slog.LevelError)
 
 	// The same error about another connection within the window: debug.
 	one("repeat", func() { a.Errorf("%s - rid:%d - Route Error 'Authorization Violation'", "127.0.0.1:5002", 8) }, slog.LevelDebug)
