@@ -69,6 +69,9 @@ func TestFlagsFirst(t *testing.T) {
 		{[]string{"kvs", "put", "--", "-k", "-v"}, []string{"kvs", "put", "--", "-k", "-v"}},
 		{[]string{"kvs", "serve", "--id", "n1"}, []string{"kvs", "serve", "--id", "n1"}},
 		{[]string{"kvs", "nosuch", "a", "--b"}, []string{"kvs", "nosuch", "a", "--b"}},
+		// A subcommand's flags, its bool flags taking no value.
+		{[]string{"kvs", "cert", "node", "n1", "--force", "--dir", "D"}, []string{"kvs", "cert", "node", "--force", "--dir", "D", "--", "n1"}},
+		{[]string{"kvs", "cert", "ca", "--dir", "D"}, []string{"kvs", "cert", "ca", "--dir", "D"}},
 		{[]string{"kvs"}, []string{"kvs"}},
 	}
 	for _, tt := range tests {

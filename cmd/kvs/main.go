@@ -64,8 +64,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return app.RunContext(ctx, flagsFirst(app, args))
 }
 
-// flagsFirst moves the flags of a command in front of its positional
-// arguments, because urfave/cli v2 stops parsing flags at the first
+// flagsFirst moves the flags of a command (or subcommand) in front of its
+// positional arguments, because urfave/cli v2 stops parsing flags at the first
 // positional argument. The positional arguments follow a "--", so a key
 // such as "-x" after an explicit "--" stays an argument. "-" (stdin) is an
 // argument, not a flag.
@@ -74,6 +74,16 @@ func flagsFirst(app *cli.App, args []string) []string {
 		return args
 	}
 	cmd := app.Command(args[1])
+	// A command with subcommands (kvs cert node ...): the flags are the
+	// subcommand's, and go after its name.
+	path := 2
+	for cmd != nil && path < len(args) {
+		sub := cmd.Command(args[path])
+		if sub == nil {
+			break
+		}
+		cmd, path = sub, path+1
+	}
 	if cmd == nil || cmd.SkipFlagParsing {
 		return args
 	}
@@ -86,7 +96,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 		}
 	}
 	var flags, positional []string
-	rest := args[2:]
+	rest := args[path:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		switch {
@@ -104,7 +114,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 			positional = append(positional, a)
 		}
 	}
-	out := append([]string{args[0], args[1]}, flags...)
+	out := append(append([]string(nil), args[:path]...), flags...)
 	if len(positional) > 0 {
 		out = append(out, "--")
 		out = append(out, positional...)
@@ -142,6 +152,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			healthCommand(),
 			benchCommand(),
 			natsCredentialsCommand(),
+			certCommand(),
 		},
 	}
 }
