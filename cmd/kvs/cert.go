@@ -128,19 +128,12 @@ func makeCA(out io.Writer, dir, name string, days int, now time.Time) error {
 	if err := refuseExisting(certPath, keyPath); err != nil {
 		return fmt.Errorf("%w: a CA is never replaced, as the certificates it signed would no longer verify; remove both files first to start over", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, tmpl, err := newKeyAndTemplate(name, now, days)
 	if err != nil {
 		return err
 	}
-	tmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              now.AddDate(0, 0, days),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	tmpl.BasicConstraintsValid, tmpl.IsCA, tmpl.MaxPathLenZero = true, true, true
 	der, err := signCert(tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return err
@@ -166,17 +159,12 @@ func makeNodeCert(out io.Writer, dir, name string, hosts []string, days int, for
 	if err != nil {
 		return err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, tmpl, err := newKeyAndTemplate(name, now, days)
 	if err != nil {
 		return err
 	}
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: name},
-		NotBefore:   now.Add(-clockSkew),
-		NotAfter:    now.AddDate(0, 0, days),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	seen := map[string]bool{}
 	for _, h := range hosts {
 		switch {
@@ -213,10 +201,25 @@ func makeNodeCert(out io.Writer, dir, name string, hosts []string, days int, for
 	return nil
 }
 
-// validDNSName reports whether h can be a DNS subject alternative name:
-// labels of letters, digits and '-', a '*' label first at most.
+// newKeyAndTemplate returns a new P-256 key and the template of a
+// certificate for name, valid from now (less clockSkew) for days.
+func newKeyAndTemplate(name string, now time.Time, days int) (*ecdsa.PrivateKey, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, &x509.Certificate{
+		Subject:   pkix.Name{CommonName: name},
+		NotBefore: now.Add(-clockSkew),
+		NotAfter:  now.AddDate(0, 0, days),
+	}, nil
+}
+
+// dnsNamePattern is a DNS subject alternative name: labels of letters,
+// digits and '-', a '*' label first at most.
 var dnsNamePattern = regexp.MustCompile(`^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
+// validDNSName reports whether h can be a DNS subject alternative name.
 func validDNSName(h string) bool { return len(h) <= 253 && dnsNamePattern.MatchString(h) }
 
 // hostsOf lists a certificate's names, DNS names first.

@@ -26,16 +26,7 @@ func TestProcessClientTokens(t *testing.T) {
 	tokens := writeTestFile(t, dir, "client-tokens", "# kvs client tokens\nrw:"+rw+"\nro:"+ro+"\n")
 	rwFile, roFile := writeTestFile(t, dir, "rw-token", rw+"\n"), writeTestFile(t, dir, "ro-token", ro+"\n")
 
-	ports := freePorts(t, 3)
-	p := newProcNode(t, dir, "node1", procPorts{ports[0], ports[1], ports[2]}, nil,
-		[]string{"--client-tokens-file", tokens, "--protect-cluster-info"})
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			dumpLogTail(t, p.logPath, 40)
-		}
-	})
-	p.start()
+	p, _ := startNode1(t, dir, "--client-tokens-file", tokens, "--protect-cluster-info")
 	waitReady(t, p, 60*time.Second) // /readyz needs no token
 
 	code, body, err := httpDo(http.MethodPut, p.httpURL+"/kv/k", []byte("anonymous"))
@@ -119,16 +110,7 @@ func TestProcessClientTokensReload(t *testing.T) {
 	dir := t.TempDir()
 	const revoked, rw, ro, bad = "reload-old-token-0123456789", "reload-rw-token-0123456789", "reload-ro-token-0123456789", "shorty"
 	tokens := writeTestFile(t, dir, "client-tokens", "rw:"+revoked+"\n")
-	ports := freePorts(t, 3)
-	p := newProcNode(t, dir, "node1", procPorts{ports[0], ports[1], ports[2]}, nil,
-		[]string{"--client-tokens-file", tokens})
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			dumpLogTail(t, p.logPath, 40)
-		}
-	})
-	p.start()
+	p, _ := startNode1(t, dir, "--client-tokens-file", tokens)
 	waitReady(t, p, 60*time.Second)
 
 	status := func(method, token string) int {

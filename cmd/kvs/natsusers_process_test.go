@@ -32,15 +32,7 @@ func TestProcessNATSUsers(t *testing.T) {
 	if err := os.WriteFile(sysFile, []byte("process-sys-password-0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 3)
-	p := newProcNode(t, dir, "node1", procPorts{ports[0], ports[1], ports[2]}, nil, []string{"--sys-password-file", sysFile})
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			dumpLogTail(t, p.logPath, 40)
-		}
-	})
-	p.start()
+	p, ports := startNode1(t, dir, "--sys-password-file", sysFile)
 	waitReady(t, p, 60*time.Second)
 
 	server := "127.0.0.1:" + strconv.Itoa(ports[1])

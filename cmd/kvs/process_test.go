@@ -107,6 +107,24 @@ func (p *procNode) kill() {
 	p.cmd = nil
 }
 
+// startNode1 starts one `kvs serve` process, node1 without seeds, on
+// free loopback ports (returned: HTTP, NATS, cluster) with extra flags; at
+// the end of the test it is killed, and its log shown if the test failed.
+// It does not wait for the node to be ready.
+func startNode1(t *testing.T, dir string, extra ...string) (*procNode, []int) {
+	t.Helper()
+	ports := freePorts(t, 3)
+	p := newProcNode(t, dir, "node1", procPorts{ports[0], ports[1], ports[2]}, nil, extra)
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			dumpLogTail(t, p.logPath, 40)
+		}
+	})
+	p.start()
+	return p, ports
+}
+
 // signal sends sig to the process.
 func (p *procNode) signal(sig os.Signal) {
 	p.t.Helper()

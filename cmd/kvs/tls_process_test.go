@@ -137,17 +137,8 @@ func TestProcessTLSReload(t *testing.T) {
 	dir := t.TempDir()
 	ca := testcert.NewCA(t, "kvs reload CA")
 	f := testcert.WriteFiles(t, dir, "node1", ca, ca.Issue(t, testcert.Leaf{Name: "node1"}))
-	ports := freePorts(t, 3)
-	p := newProcNode(t, dir, "node1", procPorts{ports[0], ports[1], ports[2]}, nil,
-		[]string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA})
+	p, ports := startNode1(t, dir, "--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA)
 	p.httpURL = strings.Replace(p.httpURL, "http://", "https://", 1)
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			dumpLogTail(t, p.logPath, 40)
-		}
-	})
-	p.start()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 	waitReadyWith(t, client, p, 60*time.Second)
 
