@@ -104,7 +104,8 @@ func TestSysSeesNothingOfTheApplicationAccount(t *testing.T) {
 	buses := startCluster(t, 2, func(c *Config) { c.Secret = testSecret })
 	n1 := buses[0]
 	s := n1.Subjects()
-	sys := connectAs(t, n1.ClientURL(), SystemUser, DerivePassword(testSecret, SystemUser))
+	// kvs-sys, which has every right in the system account.
+	sys := connectAs(t, n1.ClientURL(), nodeSystemUser, testSecret)
 	sub, err := sys.nc.SubscribeSync("kvs.>")
 	if err != nil {
 		t.Fatal(err)
@@ -281,5 +282,70 @@ func TestRoutePortRefusesClientCredentials(t *testing.T) {
 				t.Errorf("%d routes after the refusal", n)
 			}
 		})
+	}
+}
+
+// TestSysMayOnlyMonitor: the sys user gets the servers' monitoring data
+// (what `nats server list` and `nats server report` ask for), and nothing
+// else of the system account: purging the application account's
+// JetStream (the topology bucket), removing a JetStream peer, kicking a
+// connection, reloading a server and subscribing beyond its replies are
+// refused, and the bucket and the node's connection are unharmed.
+func TestSysMayOnlyMonitor(t *testing.T) {
+	buses := startCluster(t, 3, func(c *Config) {
+		c.Secret = testSecret
+		c.JetStreamDir = t.TempDir()
+	})
+	n1 := buses[0]
+	kv := mustKV(t, n1, "topology", 3)
+	ctx := tctx(t, 2*waitTimeout)
+	if _, err := kv.Put(ctx, "ring", []byte("epoch 1")); err != nil {
+		t.Fatal(err)
+	}
+	sys := connectAs(t, n1.ClientURL(), SystemUser, DerivePassword(testSecret, SystemUser))
+
+	// A ping is answered by every server (the first reply is read); a
+	// direct request by the one named.
+	for subj, want := range map[string]string{
+		"$SYS.REQ.SERVER.PING.STATSZ":                   `"server":{`,
+		"$SYS.REQ.SERVER.PING.JSZ":                      `"server":{`,
+		"$SYS.REQ.SERVER." + n1.Server().ID() + ".VARZ": n1.Server().ID(),
+	} {
+		msg, err := sys.nc.RequestWithContext(ctx, subj, nil)
+		if err != nil || !strings.Contains(string(msg.Data), want) {
+			t.Errorf("sys asking %s: %v, want a reply with %s", subj, err, want)
+		}
+	}
+
+	cid, err := n1.Conn().GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{
+		"$JS.API.ACCOUNT.PURGE." + AppAccount,
+		"$JS.API.SERVER.REMOVE",
+		"$SYS.REQ.SERVER." + n1.Server().ID() + ".KICK",
+		"$SYS.REQ.SERVER." + n1.Server().ID() + ".LDM",
+		"$SYS.REQ.SERVER." + n1.Server().ID() + ".RELOAD",
+		"$SYS.REQ.SERVER." + n1.Server().ID() + ".PROFILEZ",
+	} {
+		body := []byte(fmt.Sprintf(`{"cid":%d,"peer":"n1"}`, cid))
+		if err := sys.nc.Publish(subj, body); err != nil {
+			t.Fatal(err)
+		}
+		sys.waitViolation(t, "Publish to", subj)
+	}
+	if _, err := sys.nc.SubscribeSync("$SYS.>"); err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		if err == nil {
+			sys.waitViolation(t, "Subscription to", "$SYS.>")
+		}
+	}
+
+	if v, _, err := kv.Get(ctx, "ring"); err != nil || string(v) != "epoch 1" {
+		t.Errorf("the bucket after sys's attempts: %q %v, want epoch 1", v, err)
+	}
+	echo(t, n1)
+	if _, err := n1.Request(ctx, n1.Subjects().Node("n1", "echo"), []byte("x")); err != nil {
+		t.Errorf("the node's own connection after sys's attempts: %v", err)
 	}
 }

@@ -29,11 +29,15 @@ const (
 	// account; its password is the cluster secret. See [WatchUser] for the
 	// user that only watches.
 	AppUser = "kvs"
-	// SystemUser is the user of the system account (`nats server list`);
-	// its password is [Config.SystemPassword].
+	// SystemUser is the user of the system account that may ask the
+	// servers for their monitoring data (`nats server list`), and nothing
+	// more; its password is [Config.SystemPassword].
 	SystemUser = "sys"
 	// routeUser is the user routes authenticate as when a secret is set.
 	routeUser = "route"
+	// nodeSystemUser is the nodes' own user in the system account (see
+	// users.go); its password is the cluster secret.
+	nodeSystemUser = "kvs-sys"
 )
 
 var (

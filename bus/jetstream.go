@@ -202,7 +202,7 @@ func (b *Bus) sysConn() (*nats.Conn, error) {
 	nc, err := nats.Connect("",
 		nats.InProcessServer(b.srv),
 		nats.Name(b.cfg.NodeID+"-sys"),
-		nats.UserInfo(SystemUser, b.cfg.SystemPassword))
+		nats.UserInfo(nodeSystemUser, b.cfg.Secret))
 	if err != nil {
 		return nil, fmt.Errorf("system account connection: %w", err)
 	}

@@ -13,11 +13,12 @@ import (
 // The users of the embedded server, each with its own credential, so that
 // what an operator hands to a tool is no more than the tool needs:
 //
-//	user   account  may                                        password
-//	kvs    KVS      everything in the application account     the cluster secret
-//	watch  KVS      subscribe to gossip and the change feed   Config.WatchPassword
-//	sys    SYS      everything in the system account          Config.SystemPassword
-//	route  (routes) open a route                               the cluster secret
+//	user     account  may                                        password
+//	kvs      KVS      everything in the application account     the cluster secret
+//	watch    KVS      subscribe to gossip and the change feed   Config.WatchPassword
+//	sys      SYS      ask the servers for their monitoring data  Config.SystemPassword
+//	kvs-sys  SYS      everything in the system account          the cluster secret
+//	route    (routes) open a route                               the cluster secret
 //
 // kvs is the nodes' own user: their in-process connections use it, and so
 // does anything that must act as a node (answer replication requests,
@@ -25,8 +26,15 @@ import (
 // included, and may subscribe to nothing else: not to the node request
 // subjects (whose requests carry every value written), not to JetStream's
 // $JS and $KV subjects (the topology bucket), and not to _INBOX subjects
-// (the replies to the nodes' requests). sys is for `nats server list` and
-// `nats server report`, and for the node's own JetStream peer removal.
+// (the replies to the nodes' requests). sys is for `nats server list`,
+// `nats server report` and `nats server info`: it may ask every server for
+// its monitoring data (statsz, varz, connz, jsz and the like) and read the
+// replies, and nothing else; not the system account's JetStream API (which
+// purges an account's streams, the topology bucket included, or removes
+// peers), not kicking or lame-ducking connections, not reloading a server.
+// kvs-sys is the nodes' own system-account user (JetStream peer removal,
+// the servers' statistics at a first start): like kvs, it takes the
+// cluster secret, whose holder may do everything anyway.
 //
 // With no secret nothing is authenticated: every user has an empty
 // password, and a client that gives no user is watch, the least that
@@ -94,7 +102,32 @@ func users(cfg Config, app, sys *server.Account) []*server.User {
 	return []*server.User{
 		{Username: AppUser, Password: cfg.Secret, Account: app},
 		{Username: WatchUser, Password: cfg.WatchPassword, Account: app, Permissions: watchPermissions(Subjects{Cluster: cfg.Cluster})},
-		{Username: SystemUser, Password: cfg.SystemPassword, Account: sys},
+		{Username: SystemUser, Password: cfg.SystemPassword, Account: sys, Permissions: sysPermissions()},
+		{Username: nodeSystemUser, Password: cfg.Secret, Account: sys},
+	}
+}
+
+// monitoringEndpoints are what [SystemUser] may ask a server for: its
+// monitoring data, read-only. PROFILEZ (pprof profiles) is left out.
+var monitoringEndpoints = []string{
+	"STATSZ", "VARZ", "SUBSZ", "CONNZ", "ROUTEZ", "GATEWAYZ", "LEAFZ",
+	"ACCOUNTZ", "JSZ", "HEALTHZ", "EXPVARZ", "IPQUEUESZ", "RAFTZ", "IDZ",
+}
+
+// sysPermissions are the permissions of [SystemUser]: requests for the
+// servers' and accounts' monitoring data, and their replies. An allow list
+// refuses everything else.
+func sysPermissions() *server.Permissions {
+	pub := []string{"$SYS.REQ.SERVER.PING", "$SYS.REQ.USER.INFO", "$SYS.REQ.ACCOUNT.PING.STATZ", "$SYS.REQ.ACCOUNT.PING.CONNZ"}
+	for _, e := range monitoringEndpoints {
+		pub = append(pub, "$SYS.REQ.SERVER.PING."+e, "$SYS.REQ.SERVER.*."+e)
+	}
+	for _, e := range []string{"SUBSZ", "CONNZ", "LEAFZ", "JSZ", "INFO", "STATZ", "CONNS"} {
+		pub = append(pub, "$SYS.REQ.ACCOUNT.*."+e)
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 	}
 }
 
