@@ -191,6 +191,10 @@ func applyTLS(opts *server.Options, t *TLS, cert *certificate) {
 	opts.Cluster.TLSTimeout = tlsTimeout.Seconds()
 }
 
+// Certificate returns the certificate the node presents now (the one it
+// started with, or the last SetCertificate's); nil without TLS.
+func (b *Bus) Certificate() *tls.Certificate { return b.cert.p.Load() }
+
 // SetCertificate replaces the node's certificate (chain and key) on the
 // client port and on routes, both those it accepts and those it dials,
 // for every handshake from now on; connections already made keep theirs.

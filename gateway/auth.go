@@ -194,7 +194,7 @@ func (g *Gateway) require(w http.ResponseWriter, r *http.Request, route string, 
 // requireSecret is require for /internal/* and /admin/*: the cluster
 // secret, when there is one.
 func (g *Gateway) requireSecret(w http.ResponseWriter, r *http.Request, route string) bool {
-	return !g.hasSecret || g.require(w, r, route, grantSecret)
+	return g.secret == "" || g.require(w, r, route, grantSecret)
 }
 
 // requireClient is require for /kv/*: nothing without client tokens, else

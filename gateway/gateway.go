@@ -138,10 +138,9 @@ type Config struct {
 type Gateway struct {
 	node         Node
 	creds        atomic.Pointer[credentials] // replaced whole by SetClientTokens
-	secret       string
-	hasSecret    bool
-	clientTokens bool // /kv/* needs a token
-	protectInfo  bool // /cluster, /ring, /metrics need a token
+	secret       string                      // "": /internal/* and /admin/* are open
+	clientTokens bool                        // /kv/* needs a token
+	protectInfo  bool                        // /cluster, /ring, /metrics need a token
 	maxValue     int
 	log          *slog.Logger
 	newRequestID func() string
@@ -174,7 +173,6 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		node:         cfg.Node,
 		secret:       cfg.Secret,
-		hasSecret:    cfg.Secret != "",
 		clientTokens: len(cfg.ReadWriteTokens)+len(cfg.ReadOnlyTokens) > 0,
 		protectInfo:  cfg.ProtectClusterInfo,
 		maxValue:     cfg.MaxValueBytes,

@@ -320,13 +320,3 @@ func parsePrivateKey(der []byte) (crypto.Signer, error) {
 	}
 	return nil, errors.New("not a PKCS #8, SEC 1 or PKCS #1 private key")
 }
-
-// pemBlock returns the first block of b whose type ends in want.
-func pemBlock(b []byte, want string) *pem.Block {
-	for {
-		var block *pem.Block
-		if block, b = pem.Decode(b); block == nil || strings.HasSuffix(block.Type, want) {
-			return block
-		}
-	}
-}

@@ -73,7 +73,7 @@ func reload(log *slog.Logger, o serveOptions, gw *gateway.Gateway, b *bus.Bus) {
 }
 
 // reloadCertificate reads t's certificate and key files again and has the
-// bus and HTTPS present them. On an error the certificate in force stays,
+// bus present them, and so HTTPS (serveHTTP asks the bus). On an error the certificate in force stays,
 // and the error is logged and returned.
 func reloadCertificate(log *slog.Logger, t *serveTLS, b *bus.Bus) error {
 	cert, err := loadKeyPair(t.certFile, t.keyFile)
@@ -85,7 +85,6 @@ func reloadCertificate(log *slog.Logger, t *serveTLS, b *bus.Bus) error {
 		log.Error("TLS certificate not reloaded; the certificate in force stays", "err", err)
 		return err
 	}
-	t.renewed.Store(&cert)
 	attrs := []any{"cert", t.certFile}
 	if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
 		attrs = append(attrs, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)

@@ -506,7 +506,7 @@ func serveNode(ctx context.Context, o serveOptions, logOut io.Writer) (err error
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 	served := make(chan error, 1)
-	go func() { served <- serveHTTP(srv, httpLn, o.tls) }()
+	go func() { served <- serveHTTP(srv, httpLn, o.tls, b) }()
 	log.Info("serving",
 		"http", ln.Addr().String(),
 		"tls", o.tls != nil,

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -46,18 +45,7 @@ func serveTLSFlags() []cli.Flag {
 // serveTLS is a node's TLS material and the files it came from.
 type serveTLS struct {
 	certFile, keyFile, caFile string
-	material                  bus.TLS // as loaded at start
-	// renewed is the certificate a SIGHUP loaded last (reload.go); nil
-	// until then. HTTPS handshakes present it, or material.Cert.
-	renewed atomic.Pointer[tls.Certificate]
-}
-
-// certificate returns the certificate HTTPS presents now.
-func (t *serveTLS) certificate() *tls.Certificate {
-	if c := t.renewed.Load(); c != nil {
-		return c
-	}
-	return &t.material.Cert
+	material                  bus.TLS // as loaded at start; the bus holds the certificate in force
 }
 
 // parseServeTLS reads --tls-cert, --tls-key and --tls-ca: nil when none is
@@ -119,14 +107,19 @@ func readPEMFile(flag, path, want string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	for rest := b; ; {
+	if pemBlock(b, want) == nil {
+		return nil, fmt.Errorf("%s %s: no PEM %s block; is it the right file?", flag, path, want)
+	}
+	return b, nil
+}
+
+// pemBlock returns the first block of b whose type ends in want, nil when
+// there is none.
+func pemBlock(b []byte, want string) *pem.Block {
+	for {
 		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, fmt.Errorf("%s %s: no PEM %s block; is it the right file?", flag, path, want)
-		}
-		if strings.HasSuffix(block.Type, want) {
-			return b, nil
+		if block, b = pem.Decode(b); block == nil || strings.HasSuffix(block.Type, want) {
+			return block
 		}
 	}
 }
@@ -153,16 +146,17 @@ func (t *serveTLS) bus() *bus.TLS {
 	return &m
 }
 
-// serveHTTP serves srv on ln until it is shut down: HTTPS with t's
-// certificate (TLS 1.2 or later, HTTP/2 offered), or plain HTTP when t is
-// nil. A plain HTTP request to the HTTPS port gets 400 ("Client sent an
-// HTTP request to an HTTPS server").
-func serveHTTP(srv *http.Server, ln net.Listener, t *serveTLS) error {
+// serveHTTP serves srv on ln until it is shut down: HTTPS with the
+// certificate b presents (TLS 1.2 or later, HTTP/2 offered; the one a
+// SIGHUP renewed, reload.go), or plain HTTP when t is nil. A plain HTTP
+// request to the HTTPS port gets 400 ("Client sent an HTTP request to an
+// HTTPS server").
+func serveHTTP(srv *http.Server, ln net.Listener, t *serveTLS, b *bus.Bus) error {
 	if t == nil {
 		return srv.Serve(ln)
 	}
 	srv.TLSConfig = &tls.Config{
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return t.certificate(), nil },
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return b.Certificate(), nil },
 		MinVersion:     tls.VersionTLS12,
 	}
 	return srv.ServeTLS(ln, "", "")
